@@ -1,0 +1,119 @@
+"""Loading pretrained weights into a backbone, strictly.
+
+mmengine's ``load_checkpoint`` unwraps only ``state_dict`` and loads with ``strict=False``, logging
+mismatches as warnings: a DeiT-style ``{'model': ...}`` file then loads *nothing* and training
+silently starts from scratch. Here every key must match, unless it is listed as allowed to be
+missing (e.g. per-output norms that an ImageNet model does not have); anything else is an error
+naming the keys.
+"""
+import re
+from typing import Callable, Dict, Iterable, Mapping, Optional
+
+import torch.nn as nn
+from mmengine.logging import MMLogger, print_log
+from mmengine.runner.checkpoint import CheckpointLoader
+
+from .models.converters.common import (DEFAULT_STATE_KEYS, strip_prefix,
+                                       unwrap_state_dict)
+from .utils import safe_load
+
+__all__ = ['CheckpointMismatchError', 'load_pretrained', 'check_state_dict']
+
+
+class CheckpointMismatchError(KeyError):
+    """Keys or shapes of a checkpoint do not match the model."""
+
+    def __str__(self):  # KeyError quotes its message; show it plainly.
+        return str(self.args[0]) if self.args else ''
+
+
+def _short(keys, n=12):
+    keys = sorted(keys)
+    more = f' ... (+{len(keys) - n} more)' if len(keys) > n else ''
+    return ', '.join(keys[:n]) + more
+
+
+def check_state_dict(model: nn.Module,
+                     state_dict: Mapping,
+                     allowed_missing: Iterable[str] = (),
+                     source: str = 'checkpoint') -> Dict:
+    """Compare ``state_dict`` with ``model`` and raise on any mismatch not allowed.
+
+    Args:
+        allowed_missing: regexes of model keys that may be absent from the checkpoint.
+    Returns:
+        dict with the allowed ``missing`` keys (they keep their initialisation).
+    """
+    own = model.state_dict()
+    patterns = [re.compile(p) for p in allowed_missing]
+    missing = [k for k in own if k not in state_dict]
+    tolerated = [k for k in missing if any(p.search(k) for p in patterns)]
+    missing = [k for k in missing if k not in tolerated]
+    unexpected = [k for k in state_dict if k not in own]
+    wrong_shape = [
+        f'{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}'
+        for k in state_dict
+        if k in own and tuple(state_dict[k].shape) != tuple(own[k].shape)
+    ]
+    problems = []
+    if missing:
+        problems.append(f'missing keys ({len(missing)}): {_short(missing)}')
+    if unexpected:
+        problems.append(
+            f'unexpected keys ({len(unexpected)}): {_short(unexpected)}')
+    if wrong_shape:
+        problems.append(f'shape mismatches ({len(wrong_shape)}): '
+                        f'{_short(wrong_shape, 6)}')
+    if problems:
+        raise CheckpointMismatchError(
+            f'{source} does not fit {type(model).__name__}: ' +
+            '; '.join(problems) + '. Is it the right architecture/variant? '
+            'Official releases are converted automatically; a whole detector '
+            "checkpoint needs init_cfg=dict(..., prefix='backbone.').")
+    return dict(missing=tolerated)
+
+
+def load_pretrained(model: nn.Module,
+                    checkpoint: str,
+                    prefix: Optional[str] = None,
+                    state_keys=DEFAULT_STATE_KEYS,
+                    is_official: Optional[Callable[[Mapping], bool]] = None,
+                    convert_official: Optional[Callable[[Mapping], Dict]] = None,
+                    allowed_missing: Iterable[str] = (),
+                    drop: Iterable[str] = ('head.', )) -> Dict:
+    """Load a backbone checkpoint (ours, a converted one, an official one, or a whole model's).
+
+    Steps: safe load -> unwrap (``state_dict``/``model``/...) -> strip ``module.`` -> take
+    ``prefix`` (or ``backbone.`` when every weight key carries it) -> convert if official ->
+    drop classifier keys -> strict check -> load.
+    """
+    safe_load.install()
+    logger = MMLogger.get_current_instance()
+    ckpt = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
+    state_dict = strip_prefix(unwrap_state_dict(ckpt, state_keys), 'module.')
+    if prefix:
+        if not any(k.startswith(prefix) for k in state_dict):
+            raise CheckpointMismatchError(
+                f"no key of {checkpoint} starts with prefix '{prefix}' "
+                f'(first keys: {_short(list(state_dict)[:5])})')
+        state_dict = {k[len(prefix):]: v for k, v in state_dict.items()
+                      if k.startswith(prefix)}
+    elif any(k.startswith('backbone.') for k in state_dict):
+        # a classifier or detector checkpoint: keep the backbone part
+        state_dict = {k[len('backbone.'):]: v for k, v in state_dict.items()
+                      if k.startswith('backbone.')}
+    if is_official is not None and is_official(state_dict):
+        print_log(f'{checkpoint}: official layout, converting keys',
+                  logger=logger)
+        state_dict = convert_official(state_dict)
+    drop = tuple(drop)
+    state_dict = {k: v for k, v in state_dict.items()
+                  if not k.startswith(drop)}
+    info = check_state_dict(model, state_dict, allowed_missing,
+                            source=f'checkpoint {checkpoint}')
+    model.load_state_dict(state_dict, strict=False)
+    msg = f'loaded {len(state_dict)} tensors from {checkpoint}'
+    if info['missing']:
+        msg += f'; freshly initialised: {_short(info["missing"])}'
+    print_log(msg, logger=logger)
+    return info

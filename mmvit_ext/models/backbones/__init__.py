@@ -1,0 +1,3 @@
+from .dilateformer import DilateFormer
+
+__all__ = ['DilateFormer']

@@ -1,0 +1,331 @@
+"""DilateFormer: Multi-Scale Dilated Transformer for Visual Recognition (TMM 2023, arXiv 2302.01791).
+
+Stages 1-2 use Multi-Scale Dilated Attention (sliding 3x3 windows at dilations 1/2/3 over head
+groups), stages 3-4 global multi-head self-attention. Every block starts with a depthwise-conv
+position encoding (CPE). A 4-conv overlapping stem gives stride 4 and a 3x3 stride-2 conv + BN
+downsamples between stages.
+
+Nothing depends on the input size: odd sizes round up at each stride-2 conv (out = ceil(in / 2)),
+so there is no padding to a window multiple and nothing to crop back.
+"""
+from typing import Dict, Sequence, Union
+
+import torch
+import torch.nn as nn
+import torch.utils.checkpoint as cp
+from mmcv.cnn import build_activation_layer, build_norm_layer
+from mmengine.logging import MMLogger, print_log
+from mmengine.model import BaseModule
+from mmengine.model.weight_init import constant_init, trunc_normal_init
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from ...checkpoint import load_pretrained
+from ...registry import MODELS
+from ..attention import GlobalAttention, MultiScaleDilatedAttention
+from ..converters.dilateformer import (convert_dilateformer,
+                                       is_official_dilateformer)
+from ..layers import DropPath, Mlp, resolve_arch
+
+__all__ = ['DilateFormer']
+
+
+class DilateBlock(nn.Module):
+    """CPE -> x + DropPath(Attn(LN(x))) -> x + DropPath(MLP(LN(x))), on NCHW maps."""
+
+    def __init__(self,
+                 embed_dims: int,
+                 num_heads: int,
+                 attn_type: str,
+                 kernel_size: int = 3,
+                 dilations: Sequence[int] = (1, 2, 3),
+                 mlp_ratio: float = 4.,
+                 qkv_bias: bool = True,
+                 qk_scale: float = None,
+                 drop_rate: float = 0.,
+                 attn_drop_rate: float = 0.,
+                 drop_path_rate: float = 0.,
+                 norm_cfg: Dict = dict(type='LN', eps=1e-6),
+                 act_cfg: Dict = dict(type='GELU'),
+                 with_cp: bool = False):
+        super().__init__()
+        self.with_cp = with_cp
+        self.attn_type = attn_type
+        self.cpe = nn.Conv2d(
+            embed_dims, embed_dims, 3, padding=1, groups=embed_dims)
+        self.norm1 = build_norm_layer(norm_cfg, embed_dims)[1]
+        if attn_type == 'msda':
+            self.attn = MultiScaleDilatedAttention(
+                embed_dims, num_heads, kernel_size, dilations, qkv_bias,
+                qk_scale, attn_drop_rate, drop_rate)
+        elif attn_type == 'global':
+            self.attn = GlobalAttention(embed_dims, num_heads, qkv_bias,
+                                        qk_scale, attn_drop_rate, drop_rate)
+        else:
+            raise ValueError(
+                f"attn_type must be 'msda' or 'global', got {attn_type!r}")
+        self.drop_path = DropPath(drop_path_rate)
+        self.norm2 = build_norm_layer(norm_cfg, embed_dims)[1]
+        self.mlp = Mlp(embed_dims, int(embed_dims * mlp_ratio), act_cfg,
+                       drop_rate)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.cpe(x)
+        B, C, H, W = x.shape
+        x = x.permute(0, 2, 3, 1)  # NHWC
+        if self.attn_type == 'msda':
+            x = x + self.drop_path(self.attn(self.norm1(x)))
+        else:
+            tokens = self.norm1(x).reshape(B, H * W, C)
+            x = x + self.drop_path(self.attn(tokens).reshape(B, H, W, C))
+        x = x + self.drop_path(self.mlp(self.norm2(x)))
+        return x.permute(0, 3, 1, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.with_cp and x.requires_grad:
+            return cp.checkpoint(self._forward, x, use_reentrant=False)
+        return self._forward(x)
+
+
+class DilateStage(nn.Module):
+
+    def __init__(self, depth: int, drop_path_rates: Sequence[float], **kwargs):
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            DilateBlock(drop_path_rate=drop_path_rates[i], **kwargs)
+            for i in range(depth))
+
+    def forward(self, x):
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+
+class Downsample(nn.Module):
+    """Overlapping downsampler: 3x3 stride-2 conv (with bias) + BN."""
+
+    def __init__(self, in_channels, out_channels, norm_cfg):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, 2, 1, bias=True)
+        self.norm = build_norm_layer(norm_cfg, out_channels)[1]
+
+    def forward(self, x):
+        return self.norm(self.conv(x))
+
+
+@MODELS.register_module()
+class DilateFormer(BaseModule):
+    """DilateFormer backbone for mmdet / mmseg / mmpretrain.
+
+    Args:
+        arch (str | dict): ``'tiny'``, ``'small'``, ``'base'`` (or ``'t'``, ``'s'``, ``'b'``), or a
+            dict with ``embed_dims`` (int), ``depths`` and ``num_heads`` (4 ints each).
+        in_channels: input image channels.
+        stem_channels: widths of the first three stem convs (16/32/64 in every paper variant).
+        kernel_size: MSDA window size.
+        dilations: MSDA dilations, one per head group.
+        attn_types: attention of each stage, ``'msda'`` or ``'global'``.
+        mlp_ratio: MLP hidden width ratio.
+        qkv_bias / qk_scale: as in ViT.
+        drop_rate / attn_drop_rate: dropout after projections / on attention weights.
+        drop_path_rate: stochastic depth, linearly increasing over all blocks.
+        out_indices: stages whose features are returned (strides 4/8/16/32), each taken after
+            the stage's blocks and before its downsampler, through its own norm ``norm{i}``.
+        frozen_stages: freeze the stem (0) and stages ``< frozen_stages`` with their
+            downsamplers and output norms; -1 freezes nothing.
+        norm_eval: keep BatchNorm layers (stem, downsamplers) in eval mode while training.
+        with_cp: gradient checkpointing per block (saves memory, costs a recompute).
+        norm_cfg: norm inside blocks and on outputs (LayerNorm, eps 1e-6).
+        conv_norm_cfg: norm in the stem and downsamplers (BatchNorm).
+        act_cfg: activation of the stem and MLPs.
+        pretrained: deprecated, use ``init_cfg=dict(type='Pretrained', checkpoint=...)``.
+        init_cfg: ``dict(type='Pretrained', checkpoint=PATH[, prefix='backbone.'])``. The file may
+            be an official release (converted on the fly), a converted one or an mmvit_ext/mm*
+            checkpoint.
+    """
+    arch_zoo = {
+        'tiny': dict(embed_dims=72, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24)),
+        'small': dict(embed_dims=72, depths=(3, 5, 8, 3), num_heads=(3, 6, 12, 24)),
+        'base': dict(embed_dims=96, depths=(4, 8, 10, 3), num_heads=(3, 6, 12, 24)),
+    }
+    arch_aliases = {'t': 'tiny', 's': 'small', 'b': 'base'}
+    num_stages = 4
+
+    def __init__(self,
+                 arch: Union[str, Dict] = 'tiny',
+                 in_channels: int = 3,
+                 stem_channels: Sequence[int] = (16, 32, 64),
+                 kernel_size: int = 3,
+                 dilations: Sequence[int] = (1, 2, 3),
+                 attn_types: Sequence[str] = ('msda', 'msda', 'global', 'global'),
+                 mlp_ratio: float = 4.,
+                 qkv_bias: bool = True,
+                 qk_scale: float = None,
+                 drop_rate: float = 0.,
+                 attn_drop_rate: float = 0.,
+                 drop_path_rate: float = 0.1,
+                 out_indices: Sequence[int] = (0, 1, 2, 3),
+                 frozen_stages: int = -1,
+                 norm_eval: bool = False,
+                 with_cp: bool = False,
+                 norm_cfg: Dict = dict(type='LN', eps=1e-6),
+                 conv_norm_cfg: Dict = dict(type='BN'),
+                 act_cfg: Dict = dict(type='GELU'),
+                 pretrained: str = None,
+                 init_cfg: Union[Dict, None] = None):
+        if pretrained is not None:
+            if init_cfg is not None:
+                raise ValueError('init_cfg and pretrained cannot be set at the same time; '
+                                 'use init_cfg only')
+            print_log('DilateFormer: `pretrained` is deprecated, use '
+                      "init_cfg=dict(type='Pretrained', checkpoint=...)",
+                      logger='current', level=30)
+            init_cfg = dict(type='Pretrained', checkpoint=pretrained)
+        super().__init__(init_cfg=init_cfg)
+        arch = resolve_arch(arch, self.arch_zoo, self.arch_aliases,
+                            ('embed_dims', 'depths', 'num_heads'), 'DilateFormer')
+        depths, num_heads = tuple(arch['depths']), tuple(arch['num_heads'])
+        if len(depths) != self.num_stages or len(num_heads) != self.num_stages:
+            raise ValueError(f'DilateFormer needs 4 depths and 4 num_heads, got '
+                             f'depths={depths}, num_heads={num_heads}')
+        if len(attn_types) != self.num_stages:
+            raise ValueError(f'attn_types needs 4 entries, got {attn_types}')
+        out_indices = tuple(i + self.num_stages if i < 0 else i for i in out_indices)
+        for i in out_indices:
+            if not 0 <= i < self.num_stages:
+                raise ValueError(f'out_indices must be in [0, 3], got {out_indices}')
+        if not -1 <= frozen_stages <= self.num_stages:
+            raise ValueError(f'frozen_stages must be in [-1, 4], got {frozen_stages}')
+        if len(stem_channels) != 3:
+            raise ValueError(f'stem_channels needs 3 widths, got {stem_channels}')
+
+        embed_dims = arch['embed_dims']
+        self.embed_dims = [embed_dims * 2**i for i in range(self.num_stages)]
+        self.num_features = self.embed_dims  # channels per stage, for neck.in_channels
+        self.depths, self.num_heads = depths, num_heads
+        self.out_indices = out_indices
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+
+        s1, s2, s3 = stem_channels
+
+        def conv_bn_act(cin, cout, stride):
+            return [nn.Conv2d(cin, cout, 3, stride, 1, bias=False),
+                    build_norm_layer(conv_norm_cfg, cout)[1],
+                    build_activation_layer(act_cfg)]
+
+        # Indices match the official Sequential (0..9) so the converter is a rename.
+        self.stem = nn.Sequential(
+            *conv_bn_act(in_channels, s1, 1), *conv_bn_act(s1, s2, 2),
+            *conv_bn_act(s2, s3, 1),
+            nn.Conv2d(s3, embed_dims, 3, 2, 1, bias=False))
+
+        dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        self.stages = nn.ModuleList()
+        self.downsamples = nn.ModuleList()
+        for i in range(self.num_stages):
+            start = sum(depths[:i])
+            self.stages.append(
+                DilateStage(
+                    depths[i], dpr[start:start + depths[i]],
+                    embed_dims=self.embed_dims[i], num_heads=num_heads[i],
+                    attn_type=attn_types[i], kernel_size=kernel_size,
+                    dilations=dilations, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias,
+                    qk_scale=qk_scale, drop_rate=drop_rate,
+                    attn_drop_rate=attn_drop_rate, norm_cfg=norm_cfg,
+                    act_cfg=act_cfg, with_cp=with_cp))
+            if i < self.num_stages - 1:
+                self.downsamples.append(
+                    Downsample(self.embed_dims[i], self.embed_dims[i + 1],
+                               conv_norm_cfg))
+        for i in out_indices:
+            self.add_module(f'norm{i}',
+                            build_norm_layer(norm_cfg, self.embed_dims[i])[1])
+
+    # ------------------------------------------------------------------ weights
+    def init_weights(self):
+        if self.init_cfg is not None and self.init_cfg.get('type') == 'Pretrained':
+            checkpoint = self.init_cfg.get('checkpoint')
+            if not checkpoint:
+                raise ValueError("init_cfg of type 'Pretrained' needs a 'checkpoint'")
+            unused_norms = tuple(f'norm{i}.' for i in range(self.num_stages)
+                                 if i not in self.out_indices)
+            load_pretrained(
+                self, checkpoint, prefix=self.init_cfg.get('prefix'),
+                is_official=is_official_dilateformer,
+                convert_official=lambda sd: convert_dilateformer(sd, with_head=False),
+                # an ImageNet model has only the final norm (norm3)
+                allowed_missing=[r'^norm[0-3]\.'],
+                drop=('head.', ) + unused_norms)
+            return
+        if self.init_cfg is not None:
+            super().init_weights()
+            return
+        print_log('DilateFormer: no pretrained weights (init_cfg=None), '
+                  'training starts from scratch', logger='current')
+        # Official init: trunc-normal Linear, unit LayerNorm; convs and BN keep torch defaults.
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                trunc_normal_init(m, std=.02, bias=0.)
+            elif isinstance(m, nn.LayerNorm):
+                constant_init(m, 1.0, bias=0.)
+
+    # ------------------------------------------------------------------ training
+    def _freeze_stages(self):
+        if self.frozen_stages < 0:
+            return
+        frozen = [self.stem]
+        for i in range(self.frozen_stages):
+            frozen.append(self.stages[i])
+            if i < len(self.downsamples):
+                frozen.append(self.downsamples[i])
+            if i in self.out_indices:
+                frozen.append(getattr(self, f'norm{i}'))
+        for m in frozen:
+            m.eval()
+            for p in m.parameters():
+                p.requires_grad = False
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, _BatchNorm):
+                    m.eval()
+        return self
+
+    def get_layer_depth(self, param_name: str, prefix: str = ''):
+        """Layer id for layer-wise lr decay: stem 0, blocks 1..sum(depths), outputs last.
+
+        Returns ``(layer_id, max_layer_id + 1)`` like mmpretrain backbones.
+        """
+        num_layers = sum(self.depths) + 2
+        if not param_name.startswith(prefix):
+            return num_layers - 1, num_layers
+        name = param_name[len(prefix):]
+        if name.startswith('stem.'):
+            return 0, num_layers
+        if name.startswith('stages.'):
+            stage, block = int(name.split('.')[1]), int(name.split('.')[3])
+            return sum(self.depths[:stage]) + block + 1, num_layers
+        if name.startswith('downsamples.'):
+            stage = int(name.split('.')[1])
+            return sum(self.depths[:stage + 1]), num_layers
+        return num_layers - 1, num_layers
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, x: torch.Tensor):
+        if x.dim() != 4:
+            raise ValueError(f'DilateFormer expects (N, C, H, W) images, got shape {tuple(x.shape)}')
+        x = self.stem(x)
+        outs = []
+        for i, stage in enumerate(self.stages):
+            x = stage(x)
+            if i in self.out_indices:
+                norm = getattr(self, f'norm{i}')
+                outs.append(norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2).contiguous())
+            if i < len(self.downsamples):
+                if i + 1 > max(self.out_indices, default=-1):
+                    break  # nothing deeper is returned
+                x = self.downsamples[i](x)
+        return tuple(outs)

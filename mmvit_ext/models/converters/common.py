@@ -1,0 +1,45 @@
+"""Helpers shared by the official-checkpoint converters. Pure functions on dicts of tensors."""
+from collections import OrderedDict
+from typing import Dict, Iterable, Mapping, Sequence
+
+import torch
+
+__all__ = ['unwrap_state_dict', 'strip_prefix', 'tensors_only']
+
+# Where training scripts keep the weights, in the order we look for them.
+DEFAULT_STATE_KEYS = ('state_dict', 'model', 'model_ema', 'state_dict_ema')
+
+
+def unwrap_state_dict(checkpoint: Mapping,
+                      keys: Sequence[str] = DEFAULT_STATE_KEYS) -> Dict:
+    """Return the weight dict of a checkpoint: the first of ``keys`` present, else the dict itself.
+
+    A bare state dict (every value a tensor) is returned as is.
+    """
+    if not isinstance(checkpoint, Mapping):
+        raise TypeError(f'a checkpoint must be a dict, got {type(checkpoint).__name__}')
+    for key in keys:
+        if key in checkpoint and isinstance(checkpoint[key], Mapping):
+            return dict(checkpoint[key])
+    tensors = {k: v for k, v in checkpoint.items() if torch.is_tensor(v)}
+    if not tensors:
+        raise KeyError(
+            'no weights found in the checkpoint: none of the keys '
+            f'{list(keys)} holds a dict, and it holds no tensors at top level '
+            f'(its keys: {sorted(checkpoint)[:20]})')
+    return dict(checkpoint)
+
+
+def strip_prefix(state_dict: Mapping, prefix: str) -> Dict:
+    """Remove ``prefix`` from keys that have it; other keys are kept unchanged."""
+    n = len(prefix)
+    return OrderedDict((k[n:] if k.startswith(prefix) else k, v)
+                       for k, v in state_dict.items())
+
+
+def tensors_only(state_dict: Mapping, drop: Iterable[str] = ()) -> Dict:
+    """Keep tensor entries (e.g. drop timm's non-tensor extras), cloned and contiguous."""
+    drop = tuple(drop)
+    return OrderedDict((k, v.detach().clone().contiguous())
+                       for k, v in state_dict.items()
+                       if torch.is_tensor(v) and not k.startswith(drop))
