@@ -1,9 +1,9 @@
 """Official checkpoint -> mmvit_ext state dicts (pure functions; tools/model_converters wraps them)."""
 from .common import strip_prefix, tensors_only, unwrap_state_dict
-from .dilateformer import (convert_dilateformer, is_official_dilateformer,
-                           load_official_dilateformer)
+from .dilateformer import (convert_dilateformer, infer_dilateformer_arch,
+                           is_official_dilateformer, load_official_dilateformer)
 
 __all__ = [
     'strip_prefix', 'tensors_only', 'unwrap_state_dict', 'convert_dilateformer',
-    'is_official_dilateformer', 'load_official_dilateformer'
+    'is_official_dilateformer', 'load_official_dilateformer', 'infer_dilateformer_arch'
 ]

@@ -19,7 +19,7 @@ import torch
 from .common import strip_prefix, tensors_only, unwrap_state_dict
 
 __all__ = ['is_official_dilateformer', 'convert_dilateformer',
-           'load_official_dilateformer']
+           'load_official_dilateformer', 'infer_dilateformer_arch']
 
 _RULES = (
     (re.compile(r'^patch_embed\.proj\.'), 'stem.'),
@@ -74,3 +74,21 @@ def load_official_dilateformer(checkpoint: Mapping,
             else ('model', 'state_dict', 'model_ema', 'state_dict_ema'))
     state_dict = tensors_only(unwrap_state_dict(checkpoint, keys))
     return convert_dilateformer(state_dict)
+
+
+def infer_dilateformer_arch(converted: Mapping) -> Dict:
+    """Arch dict (embed_dims, depths, num_heads) of converted backbone keys.
+
+    Widths and depths come from the tensors; head counts do not change any shape, so the paper's
+    (3, 6, 12, 24) is assumed.
+    """
+    if 'stem.9.weight' not in converted:
+        raise KeyError("cannot infer the arch: 'stem.9.weight' (last stem conv) is missing")
+    depths = [0, 0, 0, 0]
+    for key in converted:
+        m = re.match(r'^stages\.(\d)\.blocks\.(\d+)\.', key)
+        if m:
+            s, b = int(m.group(1)), int(m.group(2))
+            depths[s] = max(depths[s], b + 1)
+    return dict(embed_dims=int(converted['stem.9.weight'].shape[0]), depths=tuple(depths),
+                num_heads=(3, 6, 12, 24))

@@ -1,0 +1,97 @@
+"""Benchmark cases, run one per process by ``python -m mmvit_ext.analysis.bench_cases --child JSON``.
+
+Case kinds:
+  * ``attention``: an attention operator (``op``: ``msda`` / ``msda_reference``) at a feature-map
+    shape, forward or forward+backward.
+  * ``backbone``: a backbone (``model``: e.g. ``dilateformer-t`` or ``swin-t`` from mmdet) at an
+    image shape.
+"""
+import argparse
+import json
+
+import torch
+
+from .benchmark import measure
+
+BACKBONES = {
+    'dilateformer-t': dict(type='DilateFormer', arch='tiny'),
+    'dilateformer-s': dict(type='DilateFormer', arch='small'),
+    'dilateformer-b': dict(type='DilateFormer', arch='base'),
+    # mmdet's own Swin-T, as in configs/swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py
+    'swin-t': dict(type='mmdet.SwinTransformer', embed_dims=96, depths=[2, 2, 6, 2],
+                   num_heads=[3, 6, 12, 24], window_size=7, mlp_ratio=4, qkv_bias=True,
+                   drop_path_rate=0.2, out_indices=(0, 1, 2, 3)),
+}
+
+
+def build_backbone(name):
+    if name not in BACKBONES:
+        raise KeyError(f'unknown backbone {name!r}; choose from {sorted(BACKBONES)}')
+    import mmvit_ext  # noqa: F401
+    cfg = dict(BACKBONES[name])
+    if cfg['type'].startswith('mmdet.'):
+        from mmdet.registry import MODELS
+        cfg['type'] = cfg['type'].split('.', 1)[1]
+        return MODELS.build(cfg)
+    from mmvit_ext.registry import MODELS
+    return MODELS.build(cfg)
+
+
+def attention_case(case):
+    from mmvit_ext.models.attention import msda
+    B, C, heads = case['batch'], case['channels'], case['heads']
+    H, W = case['size']
+    d = C // heads
+    dilations = case.get('dilations', [1, 2, 3])
+    fn = (msda.dilated_local_attention_reference if case['op'] == 'msda_reference'
+          else msda.dilated_local_attention)
+    dev = case['device']
+    backward = case['mode'] == 'fwdbwd'
+    q, k, v = (torch.randn(B, heads, d, H, W, device=dev, requires_grad=backward)
+               for _ in range(3))
+    per = heads // len(dilations)
+    scale = d**-0.5
+
+    def run():
+        outs = [fn(q[:, g * per:(g + 1) * per], k[:, g * per:(g + 1) * per],
+                   v[:, g * per:(g + 1) * per], 3, r, scale) for g, r in enumerate(dilations)]
+        if backward:
+            torch.autograd.backward(outs, [torch.ones_like(o) for o in outs])
+            q.grad = k.grad = v.grad = None
+        return outs
+
+    return run
+
+
+def backbone_case(case):
+    model = build_backbone(case['model']).to(case['device'])
+    backward = case['mode'] == 'fwdbwd'
+    model.train(backward)
+    x = torch.randn(case['batch'], 3, *case['size'], device=case['device'])
+
+    def run():
+        if backward:
+            outs = model(x)
+            sum(o.float().mean() for o in outs).backward()
+            model.zero_grad(set_to_none=True)
+        else:
+            with torch.no_grad():
+                model(x)
+
+    return run
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--child', required=True)
+    case = json.loads(parser.parse_args().child)
+    torch.manual_seed(0)
+    if case['device'] == 'cpu':
+        torch.set_num_threads(case.get('threads', 1))
+    run = attention_case(case) if case['kind'] == 'attention' else backbone_case(case)
+    result = measure(run, case['device'], case.get('warmup', 1), case.get('repeat', 3))
+    print(json.dumps(dict(case, **result)))
+
+
+if __name__ == '__main__':
+    main()

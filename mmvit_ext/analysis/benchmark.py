@@ -1,0 +1,79 @@
+"""Time and peak-memory measurement, one fresh process per case.
+
+Protocol (see the project's performance notes): each case runs in its own Python process so that
+allocator caches of one case do not hide another's memory. The first call measures peak memory,
+then ``warmup`` untimed and ``repeat`` timed calls follow; the best wall time is reported.
+
+* CPU: peak memory = growth of ``ru_maxrss`` over the first call (an upper bound that includes
+  allocator caching); threads fixed by ``threads``.
+* CUDA: ``torch.cuda.max_memory_allocated`` growth over the first call; timing with
+  ``torch.cuda.synchronize``.
+"""
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from typing import Callable, Dict, List
+
+import torch
+
+__all__ = ['measure', 'run_case_in_subprocess', 'format_table']
+
+
+def _rss_peak_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+
+
+def measure(fn: Callable[[], object], device: str = 'cpu', warmup: int = 1,
+            repeat: int = 5) -> Dict[str, float]:
+    """Run ``fn`` (which should do all work incl. backward) and return time_ms / peak_mb."""
+    cuda = device.startswith('cuda')
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+    else:
+        before = _rss_peak_bytes()
+    t0 = time.perf_counter()
+    fn()
+    if cuda:
+        torch.cuda.synchronize()
+    first_ms = (time.perf_counter() - t0) * 1e3
+    peak = (torch.cuda.max_memory_allocated() if cuda else _rss_peak_bytes()) - before
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        if cuda:
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        if cuda:
+            torch.cuda.synchronize()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return dict(time_ms=min(times) if times else first_ms, median_ms=sorted(times)[len(times) // 2]
+                if times else first_ms, first_ms=first_ms, peak_mb=max(peak, 0) / 2**20)
+
+
+def run_case_in_subprocess(module: str, case: Dict, timeout: float = 1800) -> Dict:
+    """Run ``python -m <module> --child '<json>'`` and parse the JSON line it prints last."""
+    env = dict(os.environ)
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env['PYTHONPATH'] = root + os.pathsep + env.get('PYTHONPATH', '')
+    proc = subprocess.run([sys.executable, '-m', module, '--child', json.dumps(case)],
+                          capture_output=True, text=True, timeout=timeout, env=env)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith('{')]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f'benchmark case {case} failed:\n{proc.stderr[-3000:]}')
+    return json.loads(lines[-1])
+
+
+def format_table(rows: List[Dict], columns: List[str]) -> str:
+    widths = [max(len(c), *(len(str(r.get(c, ''))) for r in rows)) for c in columns]
+    out = [' | '.join(c.ljust(w) for c, w in zip(columns, widths)),
+           '-|-'.join('-' * w for w in widths)]
+    for r in rows:
+        out.append(' | '.join(str(r.get(c, '')).ljust(w) for c, w in zip(columns, widths)))
+    return '\n'.join(out)
