@@ -59,11 +59,11 @@ val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json',
 test_evaluator = val_evaluator
 
 # 64 images / 4 = 16 iterations per epoch
-max_epochs = 24
-train_cfg = dict(max_epochs=max_epochs, val_interval=12)
+max_epochs = 16
+train_cfg = dict(max_epochs=max_epochs, val_interval=8)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
-    dict(type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True, milestones=[20], gamma=0.1),
+    dict(type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True, milestones=[13], gamma=0.1),
 ]
 optim_wrapper = dict(optimizer=dict(lr=1e-3), clip_grad=dict(max_norm=10.0))
 default_hooks = dict(

@@ -1,0 +1,48 @@
+# Demo: UperNet with a small DilateFormer on the built-in ADE20K-format small dataset, on CPU.
+#   python tools/misc/make_small_datasets.py data/small
+#   python tools/train.py configs/_small_/dilateformer-demo_upernet_small-ade20k.py
+_base_ = '../dilateformer/dilateformer-t_upernet_8xb2-160k_ade20k-512x512.py'
+
+data_root = 'data/small/small_ade'
+crop_size = (128, 128)
+norm_cfg = dict(type='BN', requires_grad=True)
+model = dict(
+    data_preprocessor=dict(size=crop_size),
+    backbone=dict(
+        arch=dict(_delete_=True, embed_dims=36, depths=(1, 1, 2, 1), num_heads=(3, 3, 6, 12)),
+        drop_path_rate=0.,
+        init_cfg=None),
+    decode_head=dict(in_channels=[36, 72, 144, 288], channels=64, norm_cfg=norm_cfg),
+    auxiliary_head=dict(in_channels=144, channels=32, norm_cfg=norm_cfg))
+
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='RandomResize', scale=(160, 128), ratio_range=(0.75, 1.5), keep_ratio=True),
+    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackSegInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(160, 128), keep_ratio=True),
+    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='PackSegInputs'),
+]
+train_dataloader = dict(
+    batch_size=4, num_workers=0, persistent_workers=False,
+    dataset=dict(data_root=data_root, pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=1, num_workers=0, persistent_workers=False,
+    dataset=dict(data_root=data_root, pipeline=test_pipeline))
+test_dataloader = val_dataloader
+
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=200, val_interval=100)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=20),
+    dict(type='PolyLR', eta_min=0.0, power=1.0, begin=20, end=200, by_epoch=False),
+]
+optim_wrapper = dict(optimizer=dict(lr=1e-3))
+default_hooks = dict(
+    logger=dict(interval=10),
+    checkpoint=dict(by_epoch=False, interval=100, max_keep_ckpts=2))

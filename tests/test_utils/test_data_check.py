@@ -1,0 +1,35 @@
+import subprocess
+import sys
+
+import pytest
+from mmengine.config import Config
+
+from mmvit_ext.utils.data_check import DatasetNotFoundError, check_dataset_paths
+
+from ..conftest import REPO, run_env
+
+
+@pytest.mark.parametrize('config,hint', [
+    ('configs/dilateformer/mask_rcnn_coco.py', 'COCO 2017'),
+    ('configs/dilateformer/upernet_ade20k.py', 'ADEChallengeData2016'),
+    ('configs/dilateformer/dilateformer-t_8xb128_in1k.py', 'ImageNet-1k'),
+])
+def test_missing_dataset_error_says_where_and_how(tmp_path, config, hint):
+    cfg = Config.fromfile(f'{REPO}/{config}')
+    for phase in ('train', 'val', 'test'):
+        cfg[f'{phase}_dataloader'].dataset.data_root = str(tmp_path / 'nowhere') + '/'
+    with pytest.raises(DatasetNotFoundError) as err:
+        check_dataset_paths(cfg)
+    msg = str(err.value)
+    assert str(tmp_path / 'nowhere') in msg and hint in msg
+    assert 'make_small_datasets.py' in msg
+
+
+def test_train_tool_fails_fast_without_data(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, 'tools/train.py', 'configs/dilateformer/mask_rcnn_coco.py', '--work-dir',
+         str(tmp_path), '--cfg-options', f'train_dataloader.dataset.data_root={tmp_path}/coco/'],
+        cwd=REPO, env=run_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert 'DatasetNotFoundError' in proc.stderr and 'COCO 2017' in proc.stderr
+    assert 'Epoch(train)' not in proc.stdout + proc.stderr
