@@ -35,7 +35,7 @@ optim_wrapper = dict(
     optimizer=dict(type='AdamW', lr=2e-3, weight_decay=0.05, eps=1e-8, betas=(0.9, 0.999)),
     # timm exempts every 1-D parameter (norms, biases) from weight decay
     paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0, flat_decay_mult=0.0,
-                       custom_keys=None, _delete_=True))
+                       _delete_=True))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-6 / 2e-3, by_epoch=True, begin=0, end=10,
          convert_to_iter_based=True),

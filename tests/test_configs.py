@@ -1,0 +1,74 @@
+"""Every shipped config builds its model, and the model takes one loss step on a small input."""
+import glob
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+
+from .conftest import REPO
+
+CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', '**', '*.py'), recursive=True))
+
+
+def _build(cfg):
+    scope = cfg.get('default_scope', 'mmdet')
+    init_default_scope(scope)
+    registry = __import__(f'{scope}.registry', fromlist=['MODELS']).MODELS
+    if cfg.model.backbone.get('init_cfg') is not None:
+        # shipped configs point at official ImageNet weights, which tests cannot download
+        assert cfg.model.backbone.init_cfg.type == 'Pretrained'
+        cfg.model.backbone.init_cfg = None
+    if cfg.get('data_preprocessor') is not None:  # what the Runner does
+        cfg.model.setdefault('data_preprocessor', cfg.data_preprocessor)
+    from mmengine.model import revert_sync_batchnorm
+    model = revert_sync_batchnorm(registry.build(cfg.model))
+    model.init_weights()
+    return model.train(), scope
+
+
+def _det_batch(size):
+    from mmdet.testing import demo_mm_inputs
+    return demo_mm_inputs(batch_size=2, image_shapes=[(3, *size)] * 2, num_items=[2, 3],
+                          num_classes=3, with_mask=True)
+
+
+def _seg_batch(size, num_classes):
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+    samples = []
+    for _ in range(2):
+        s = SegDataSample(metainfo=dict(img_shape=size, ori_shape=size, pad_shape=size))
+        s.gt_sem_seg = PixelData(data=torch.randint(0, num_classes, (1, *size)))
+        samples.append(s)
+    return dict(inputs=[torch.randint(0, 255, (3, *size), dtype=torch.uint8) for _ in range(2)],
+                data_samples=samples)
+
+
+def _cls_batch(size, num_classes):
+    from mmpretrain.structures import DataSample
+    return dict(inputs=[torch.randint(0, 255, (3, *size), dtype=torch.uint8) for _ in range(2)],
+                data_samples=[DataSample().set_gt_label(i % num_classes) for i in range(2)])
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=[osp.relpath(p, REPO) for p in CONFIGS])
+def test_config_builds_and_takes_a_loss_step(path):
+    cfg = Config.fromfile(path)
+    assert 'mmvit_ext' in cfg.custom_imports['imports']
+    model, scope = _build(cfg)
+    torch.manual_seed(0)
+    if scope == 'mmdet':
+        data = _det_batch((96, 128))
+    elif scope == 'mmseg':
+        data = _seg_batch((96, 128), cfg.model.decode_head.num_classes)
+    else:
+        data = _cls_batch((64, 64), cfg.model.head.num_classes)
+    data = model.data_preprocessor(data, True)
+    losses = model(**data, mode='loss')
+    total = sum(v.sum() for k, v in losses.items() if 'loss' in k and torch.is_tensor(v)) + sum(
+        sum(x.sum() for x in v) for k, v in losses.items() if 'loss' in k and isinstance(v, list))
+    assert torch.isfinite(total) and total > 0
+    total.backward()
+    grads = [p.grad for p in model.backbone.parameters() if p.requires_grad]
+    assert any(g is not None and g.abs().sum() > 0 for g in grads)
