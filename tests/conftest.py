@@ -29,8 +29,9 @@ def small_data(tmp_path_factory):
 
 
 def run_env():
-    """Environment for subprocess runs of the tools: the checkout first on the path."""
+    """Environment for subprocess runs of the tools, as a user has it: no PYTHONPATH (the tools
+    find the checkout themselves; mim finds the installed package)."""
     env = dict(os.environ)
-    env['PYTHONPATH'] = REPO + os.pathsep + env.get('PYTHONPATH', '')
+    env.pop('PYTHONPATH', None)
     env.setdefault('OMP_NUM_THREADS', '2')
     return env

@@ -72,3 +72,18 @@ def test_config_builds_and_takes_a_loss_step(path):
     total.backward()
     grads = [p.grad for p in model.backbone.parameters() if p.requires_grad]
     assert any(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+def test_model_index_lists_every_canonical_config():
+    import yaml
+    index = yaml.safe_load(open(osp.join(REPO, 'model-index.yml')))
+    listed = set()
+    for meta in index['Import']:
+        for model in yaml.safe_load(open(osp.join(REPO, meta)))['Models']:
+            assert osp.isfile(osp.join(REPO, model['Config'])), model['Config']
+            assert model['Name'] == osp.splitext(osp.basename(model['Config']))[0]
+            listed.add(model['Config'])
+    canonical = {osp.relpath(p, REPO) for p in CONFIGS
+                 if '/_small_/' not in p and '_coco.py' != p[-9:] or '-' in osp.basename(p)}
+    canonical = {p for p in canonical if '/_small_/' not in p and '-' in osp.basename(p)}
+    assert canonical == listed

@@ -16,7 +16,8 @@ from typing import Any, Dict, List, Sequence, Tuple
 import torch
 import torch.nn as nn
 
-__all__ = ['ATTENTION_FLOP_HANDLES', 'count_flops', 'count_params']
+__all__ = ['ATTENTION_FLOP_HANDLES', 'count_flops', 'count_params', 'config_complexity',
+           'DEFAULT_SHAPES']
 
 
 def _shape(value) -> List[int]:
@@ -83,3 +84,51 @@ def count_flops(model: nn.Module, inputs: Sequence[torch.Tensor] = None,
         flops = analyzer.total()
     return dict(flops=int(flops), params=count_params(model),
                 unsupported=dict(analyzer.unsupported_ops()))
+
+
+# Community convention: detection at 1280x800, segmentation at 512x2048 (H x W here).
+DEFAULT_SHAPES = dict(mmdet=(800, 1280), mmseg=(512, 2048), mmpretrain=(224, 224))
+
+
+class _TensorForward(nn.Module):
+    """forward(img) runs a detector/segmentor/classifier in its 'tensor' mode (no post-processing
+    of boxes beyond what the model itself traces)."""
+
+    def __init__(self, model, scope, shape):
+        super().__init__()
+        self.model = model
+        meta = dict(img_shape=shape, ori_shape=shape, pad_shape=shape, batch_input_shape=shape,
+                    scale_factor=(1.0, 1.0))
+        if scope == 'mmdet':
+            from mmdet.structures import DetDataSample
+            self.data_samples = [DetDataSample(metainfo=meta)]
+        elif scope == 'mmseg':
+            from mmseg.structures import SegDataSample
+            self.data_samples = [SegDataSample(metainfo=meta)]
+        else:
+            self.data_samples = None
+
+    def forward(self, img):
+        return self.model(img, self.data_samples, mode='tensor')
+
+
+def config_complexity(cfg, shape: Tuple[int, int] = None) -> Dict[str, Any]:
+    """Params and FLOPs of a config's whole model and of its backbone at ``shape`` (H, W).
+
+    Weights are not loaded (``init_cfg`` is dropped): complexity does not depend on them.
+    """
+    from mmengine.model import revert_sync_batchnorm
+    from mmengine.registry import init_default_scope
+    scope = cfg.get('default_scope', 'mmdet')
+    init_default_scope(scope)
+    registry = __import__(f'{scope}.registry', fromlist=['MODELS']).MODELS
+    if cfg.model.get('backbone', {}).get('init_cfg') is not None:
+        cfg.model.backbone.init_cfg = None
+    model = revert_sync_batchnorm(registry.build(cfg.model)).eval()
+    shape = tuple(shape) if shape else DEFAULT_SHAPES.get(scope, (224, 224))
+    img = torch.randn(1, 3, *shape)
+    whole = count_flops(_TensorForward(model, scope, shape), inputs=(img, ))
+    backbone = count_flops(model.backbone, inputs=(img, ))
+    return dict(scope=scope, shape=shape, params=whole['params'], flops=whole['flops'],
+                backbone_params=backbone['params'], backbone_flops=backbone['flops'],
+                unsupported=sorted(whole['unsupported']))

@@ -103,6 +103,11 @@ def test_mim_train_and_test_with_mmdet_and_with_our_package(small_data, tmp_path
     out = _run([_mim(), 'test', 'mmvit_ext', osp.basename(DET_CFG), '--checkpoint', ckpt,
                 '--work-dir', work, '--cfg-options', *opts])
     assert 'we find the config file in codebase mmvit_ext' in out and 'coco/segm_mAP' in out
+    work2 = str(tmp_path / 'mim_ours')
+    out = _run([_mim(), 'train', 'mmvit_ext', osp.basename(DET_CFG), '--work-dir', work2,
+                '--cfg-options', *opts])
+    assert 'mmvit_ext/.mim/tools/train.py' in out.replace(os.sep, '/')
+    assert osp.isfile(osp.join(work2, 'epoch_1.pth'))
 
 
 def _free_port():
