@@ -115,8 +115,11 @@ class _TensorForward(nn.Module):
 def config_complexity(cfg, shape: Tuple[int, int] = None) -> Dict[str, Any]:
     """Params and FLOPs of a config's whole model and of its backbone at ``shape`` (H, W).
 
-    Weights are not loaded (``init_cfg`` is dropped): complexity does not depend on them.
+    Weights are not loaded (``init_cfg`` is dropped): complexity does not depend on them, except
+    for detectors, whose head cost depends on how many proposals survive the RPN's NMS; the
+    random weights and input are seeded so that the count is repeatable.
     """
+    torch.manual_seed(0)
     from mmengine.model import revert_sync_batchnorm
     from mmengine.registry import init_default_scope
     scope = cfg.get('default_scope', 'mmdet')

@@ -110,3 +110,16 @@ def test_bad_arguments_raise_clear_errors():
         dilated_local_attention(q, k, v, 2, 1, 1.0)
     with pytest.raises(ValueError, match='one shape'):
         dilated_local_attention(q, k[..., :4], v, 3, 1, 1.0)
+
+
+def test_runs_under_autocast_and_stays_close_to_fp32():
+    torch.manual_seed(0)
+    attn = MultiScaleDilatedAttention(48, 3)
+    x = torch.randn(2, 10, 12, 48, requires_grad=True)
+    ref = attn(x)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        out = attn(x)
+    assert out.dtype == torch.bfloat16
+    out.float().sum().backward()
+    assert torch.isfinite(x.grad).all()
+    assert (out.float() - ref).abs().max() < 0.05
