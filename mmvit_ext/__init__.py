@@ -10,7 +10,7 @@ from .version import __version__
 safe_load.install()
 torchvision_compat.ensure_importable()
 
-from . import models  # noqa: E402,F401  (registers the backbones)
+from . import engine, models  # noqa: E402,F401  (registers backbones, optimizer constructor)
 from .models.backbones import *  # noqa: E402,F401,F403
 
 __all__ = ['__version__']

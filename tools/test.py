@@ -47,8 +47,10 @@ def _enable_visualization(cfg, args):
     if args.show:
         vis.show = True
     if args.show_dir:
-        key = 'out_dir' if _scope(cfg) == 'mmpretrain' else 'test_out_dir'
-        vis[key] = args.show_dir
+        if _scope(cfg) == 'mmseg':  # mmseg's hook saves through the visualizer
+            cfg.visualizer['save_dir'] = args.show_dir
+        else:
+            vis['out_dir' if _scope(cfg) == 'mmpretrain' else 'test_out_dir'] = args.show_dir
 
 
 def _enable_tta(cfg):
