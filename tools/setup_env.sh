@@ -99,7 +99,7 @@ fi
 say "mmdet, mmseg, mmpretrain (their mmcv requirement is only under the 'mim' extra)"
 pip install -q mmdet mmsegmentation mmpretrain
 pip install -q --no-deps torchvision
-say "openmim without openxlab"
+say "openmim without openxlab (pip then warns that opendatalab is missing: intended)"
 pip install -q --no-deps openmim
 pip install -q click colorama model-index pandas requests rich tabulate
 
