@@ -90,7 +90,9 @@ def test_converted_classifier_gives_same_logits_as_hand_placed_tensors(tmp_path)
         assert torch.allclose(_logits(conv_bb, conv_head, x), _logits(hand_bb, hand_head, x),
                               atol=1e-5)
     # the mmpretrain classifier loads the converted file as is
+    from mmengine.registry import init_default_scope
     from mmpretrain.registry import MODELS
+    init_default_scope('mmpretrain')  # builds go through the current default scope's registry
     clf = MODELS.build(dict(type='ImageClassifier',
                             backbone=dict(type='DilateFormer', arch='tiny', out_indices=(3, )),
                             neck=dict(type='GlobalAveragePooling'),
