@@ -130,6 +130,7 @@ class DilateFormer(BaseModule):
         drop_path_rate: stochastic depth, linearly increasing over all blocks.
         out_indices: stages whose features are returned (strides 4/8/16/32), each taken after
             the stage's blocks and before its downsampler, through its own norm ``norm{i}``.
+            Stages after the last index are not run (under DDP their weights are unused).
         frozen_stages: freeze the stem (0) and stages ``< frozen_stages`` with their
             downsamplers and output norms; -1 freezes nothing.
         norm_eval: keep BatchNorm layers (stem, downsamplers) in eval mode while training.

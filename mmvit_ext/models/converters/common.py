@@ -1,6 +1,6 @@
 """Helpers shared by the official-checkpoint converters. Pure functions on dicts of tensors."""
 from collections import OrderedDict
-from typing import Dict, Iterable, Mapping, Sequence
+from typing import Dict, Mapping, Sequence
 
 import torch
 
@@ -37,9 +37,7 @@ def strip_prefix(state_dict: Mapping, prefix: str) -> Dict:
                        for k, v in state_dict.items())
 
 
-def tensors_only(state_dict: Mapping, drop: Iterable[str] = ()) -> Dict:
+def tensors_only(state_dict: Mapping) -> Dict:
     """Keep tensor entries (e.g. drop timm's non-tensor extras), cloned and contiguous."""
-    drop = tuple(drop)
     return OrderedDict((k, v.detach().clone().contiguous())
-                       for k, v in state_dict.items()
-                       if torch.is_tensor(v) and not k.startswith(drop))
+                       for k, v in state_dict.items() if torch.is_tensor(v))
