@@ -159,3 +159,18 @@ def test_prefixed_detector_checkpoint_loads_backbone_part(tmp_path):
     dst.init_weights()
     for (k, a), b in zip(src.state_dict().items(), dst.state_dict().values()):
         assert torch.equal(a, b), k
+
+
+@pytest.mark.parametrize('wrap', ['bare', 'state_dict', 'module_prefix'])
+def test_every_official_container_form_converts(wrap):
+    official = dilateformer_official_state_dict('tiny')
+    if wrap == 'bare':
+        ckpt = dict(official)
+    elif wrap == 'state_dict':
+        ckpt = dict(state_dict=official, args=argparse.Namespace(x=1))
+    else:
+        ckpt = dict(model={'module.' + k: v for k, v in official.items()})
+    converted = load_official_dilateformer(ckpt)
+    assert torch.equal(converted['stem.9.weight'], official['patch_embed.proj.9.weight'])
+    assert torch.equal(converted['head.fc.bias'], official['head.bias'])
+    assert len(converted) == len(official)

@@ -158,3 +158,12 @@ def test_dist_train_two_cpu_processes_and_resume_after_interruption(small_data, 
     # distributed evaluation ran (after 12 iterations the model may still predict nothing, so
     # the metric values themselves are not asserted)
     assert re.search(r'Epoch\(val\) \[3\]\[\d+\/\d+\]', out), [l for l in out.splitlines() if 'Epoch(' in l][-5:]
+
+    # and the 2-process test launcher on the resumed run's checkpoint
+    env['PORT'] = str(_free_port())
+    proc = subprocess.run(['bash', 'tools/dist_test.sh', DET_CFG, osp.join(work, 'epoch_3.pth'), '2',
+                           '--work-dir', work, '--cfg-options', *opts], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    assert re.search(r'Epoch\(test\) \[\d+/\d+\]', out)
