@@ -11,6 +11,7 @@ Only applied when a plain import fails for exactly that reason; a working torchv
 """
 import importlib.util
 import sys
+import warnings
 
 _SCHEMAS = {
     'nms': 'nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor',
@@ -32,9 +33,12 @@ def ensure_importable() -> bool:
     try:
         import torchvision  # noqa: F401
         return True
-    except RuntimeError as e:
+    except Exception as e:  # noqa: BLE001  (a broken torchvision must not break mmvit_ext)
         if 'torchvision::nms' not in str(e):
-            raise
+            warnings.warn(f'torchvision is installed but does not import ({e}); mmpretrain '
+                          'models will not be available')
+            _purge()
+            return False
     import torch
     _purge()
     if _library is None:
