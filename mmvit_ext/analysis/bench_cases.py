@@ -27,14 +27,8 @@ BACKBONES = {
 def build_backbone(name):
     if name not in BACKBONES:
         raise KeyError(f'unknown backbone {name!r}; choose from {sorted(BACKBONES)}')
-    import mmvit_ext  # noqa: F401
-    cfg = dict(BACKBONES[name])
-    if cfg['type'].startswith('mmdet.'):
-        from mmdet.registry import MODELS
-        cfg['type'] = cfg['type'].split('.', 1)[1]
-        return MODELS.build(cfg)
-    from mmvit_ext.registry import MODELS
-    return MODELS.build(cfg)
+    from mmvit_ext.registry import MODELS  # importing mmvit_ext registers our backbones
+    return MODELS.build(dict(BACKBONES[name]))  # a 'mmdet.' type resolves in mmdet's registry
 
 
 def attention_case(case):

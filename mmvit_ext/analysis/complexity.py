@@ -119,15 +119,10 @@ def config_complexity(cfg, shape: Tuple[int, int] = None) -> Dict[str, Any]:
     for detectors, whose head cost depends on how many proposals survive the RPN's NMS; the
     random weights and input are seeded so that the count is repeatable.
     """
+    from ..utils.build import build_model_from_cfg
     torch.manual_seed(0)
-    from mmengine.model import revert_sync_batchnorm
-    from mmengine.registry import init_default_scope
-    scope = cfg.get('default_scope', 'mmdet')
-    init_default_scope(scope)
-    registry = __import__(f'{scope}.registry', fromlist=['MODELS']).MODELS
-    if cfg.model.get('backbone', {}).get('init_cfg') is not None:
-        cfg.model.backbone.init_cfg = None
-    model = revert_sync_batchnorm(registry.build(cfg.model)).eval()
+    model, scope = build_model_from_cfg(cfg)
+    model.eval()
     shape = tuple(shape) if shape else DEFAULT_SHAPES.get(scope, (224, 224))
     img = torch.randn(1, 3, *shape)
     whole = count_flops(_TensorForward(model, scope, shape), inputs=(img, ))

@@ -42,9 +42,8 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         for name, param in module.named_parameters():
             if not param.requires_grad:
                 continue
+            # names outside the backbone (neck, heads) come back as the last layer
             layer_id, num_layers = backbone.get_layer_depth(name, 'backbone.')
-            if not name.startswith('backbone.'):
-                layer_id = num_layers - 1
             decay = not (no_decay_on_1d and param.ndim == 1)
             key = (layer_id, decay)
             if key not in groups:

@@ -17,9 +17,10 @@ those named methods. Anything else (e.g. ``os.system``) is refused.
 path used by ``load_checkpoint``, ``Runner.load_or_resume`` and ``init_cfg=Pretrained``.
 """
 import argparse
+import functools
 import os.path as osp
 import pickle
-from typing import Any, List
+from typing import Any, List, Tuple
 
 import torch
 
@@ -30,11 +31,17 @@ class UnsafeCheckpointError(pickle.UnpicklingError):
     """A checkpoint holds objects outside the allow-list (it could run code on load)."""
 
 
-_GETATTR_ALLOWED = {}  # class -> allowed attribute names, filled in _extra_safe_globals
+def _getattr_allow_list():
+    """class -> attribute names a checkpoint may getattr (HistoryBuffer's statistics methods)."""
+    try:
+        from mmengine.logging import HistoryBuffer
+    except ImportError:
+        return {}
+    return {HistoryBuffer: {'min', 'max', 'current', 'mean'}}
 
 
 def _restricted_getattr(obj, name, *default):
-    allowed = _GETATTR_ALLOWED.get(obj if isinstance(obj, type) else None, ())
+    allowed = _getattr_allow_list().get(obj if isinstance(obj, type) else None, ())
     if name not in allowed:
         raise UnsafeCheckpointError(
             f'checkpoint asks for getattr({obj!r}, {name!r}), which is not '
@@ -42,7 +49,8 @@ def _restricted_getattr(obj, name, *default):
     return getattr(obj, name, *default)
 
 
-def _extra_safe_globals() -> List[Any]:
+@functools.lru_cache(maxsize=None)
+def _extra_safe_globals() -> Tuple[Any, ...]:
     import numpy as np
     safe: List[Any] = [argparse.Namespace, np.ndarray, np.dtype]
     # numpy >= 2 moved numpy.core to numpy._core; a checkpoint names whichever wrote it.
@@ -60,15 +68,9 @@ def _extra_safe_globals() -> List[Any]:
             if isinstance(getattr(dtypes, n), type)
             and issubclass(getattr(dtypes, n), np.dtype)
         ]
-    try:
-        from mmengine.logging import HistoryBuffer
-    except ImportError:
-        pass
-    else:
-        safe.append(HistoryBuffer)
-        _GETATTR_ALLOWED[HistoryBuffer] = {'min', 'max', 'current', 'mean'}
+    safe += list(_getattr_allow_list())  # HistoryBuffer
     safe.append((_restricted_getattr, 'builtins.getattr'))
-    return safe
+    return tuple(safe)
 
 
 def safe_torch_load(f, map_location=None) -> Any:
@@ -78,7 +80,7 @@ def safe_torch_load(f, map_location=None) -> Any:
         UnsafeCheckpointError: the file pickles something outside the allow-list.
     """
     try:
-        with torch.serialization.safe_globals(_extra_safe_globals()):
+        with torch.serialization.safe_globals(list(_extra_safe_globals())):
             return torch.load(f, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         if isinstance(e, UnsafeCheckpointError):
