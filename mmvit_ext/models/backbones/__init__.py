@@ -1,3 +1,4 @@
 from .dilateformer import DilateFormer
+from .sgformer import SGFormer
 
-__all__ = ['DilateFormer']
+__all__ = ['DilateFormer', 'SGFormer']

@@ -2,8 +2,11 @@
 from .common import strip_prefix, tensors_only, unwrap_state_dict
 from .dilateformer import (convert_dilateformer, infer_dilateformer_arch,
                            is_official_dilateformer, load_official_dilateformer)
+from .sgformer import (convert_sgformer, infer_sgformer_arch, is_official_sgformer,
+                       load_official_sgformer)
 
 __all__ = [
     'strip_prefix', 'tensors_only', 'unwrap_state_dict', 'convert_dilateformer',
-    'is_official_dilateformer', 'load_official_dilateformer', 'infer_dilateformer_arch'
+    'is_official_dilateformer', 'load_official_dilateformer', 'infer_dilateformer_arch',
+    'convert_sgformer', 'is_official_sgformer', 'load_official_sgformer', 'infer_sgformer_arch'
 ]

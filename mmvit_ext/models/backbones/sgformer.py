@@ -1,0 +1,375 @@
+"""SG-Former: Self-guided Transformer with Evolving Token Reallocation (ICCV 2023, arXiv 2308.12216).
+
+Stages 1-3 alternate hybrid-scale (H) and self-guided (G) blocks; each H block hands its
+significance map to the next G block, which spends more key tokens on the salient regions. Stage 4
+is full attention. Stem: three 3x3 conv + GroupNorm(1, C) units (stride 4) and a LayerNorm, then a
+trainable sin-cos position embedding; downsampling: 1x1 / depthwise 3x3 stride 2 / 1x1 conv units.
+
+Any input size: the convs round up (``ceil(H / 2)``), the position embedding is resized (bicubic)
+to the stem's grid when it differs from the 56x56 it was trained on, and the attention pads only
+what its windows, reductions and merge groups need, inside each block (see
+``models/attention/sg_attention.py`` for what padded tokens do).
+"""
+import math
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torch.utils.checkpoint as cp
+from mmengine.logging import print_log
+from mmengine.model import BaseModule
+
+from ...checkpoint import load_pretrained
+from ...registry import MODELS
+from ..attention.sg_attention import (DEFAULT_MERGE_GROUPS, FullAttention, HybridScaleAttention,
+                                      SelfGuidedAttention)
+from ..converters.sgformer import SGFORMER_STATE_KEYS, convert_sgformer, is_official_sgformer
+from ..layers import DropPath, resolve_arch
+
+__all__ = ['SGFormer', 'sincos_pos_embed_2d']
+
+
+def sincos_pos_embed_2d(dims: int, grid: Tuple[int, int], temperature: float = 10000.):
+    """MAE-style 2-D sin-cos table ``(H*W, dims)``: channels ``[0, dims/2)`` encode the column,
+    ``[dims/2, dims)`` the row; each half is ``[sin(p w_k), cos(p w_k)]``, ``w_k = T^(-k/(dims/4))``.
+    """
+    if dims % 4:
+        raise ValueError(f'the sin-cos position embedding needs dims % 4 == 0, got {dims}')
+    H, W = grid
+    omega = 1. / temperature**(torch.arange(dims // 4, dtype=torch.float64) / (dims / 4))
+    rows, cols = torch.meshgrid(torch.arange(H, dtype=torch.float64),
+                                torch.arange(W, dtype=torch.float64), indexing='ij')
+
+    def encode(pos):
+        out = pos.reshape(-1, 1) * omega[None]
+        return torch.cat([out.sin(), out.cos()], dim=1)
+
+    return torch.cat([encode(cols), encode(rows)], dim=1).float()
+
+
+class ConvGN(nn.Sequential):
+    """Bias-free conv + GroupNorm(1, C) (called ``c`` / ``bn`` in the official code)."""
+
+    def __init__(self, cin, cout, kernel, stride=1, groups=1):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False)
+        self.norm = nn.GroupNorm(1, cout)
+
+
+class Stem(nn.Module):
+    """3x3 s2, GELU, 3x3 s1, GELU, 3x3 s2 (conv + GN units), then LayerNorm on the tokens."""
+
+    def __init__(self, in_channels, dims):
+        super().__init__()
+        self.layers = nn.Sequential(
+            ConvGN(in_channels, dims, 3, 2), nn.GELU(), ConvGN(dims, dims, 3, 1), nn.GELU(),
+            ConvGN(dims, dims, 3, 2))
+        self.norm = nn.LayerNorm(dims)
+
+    def forward(self, x):
+        x = self.layers(x)
+        hw = x.shape[2:]
+        return self.norm(x.flatten(2).transpose(1, 2)), tuple(hw)
+
+
+class Downsample(nn.Module):
+    """1x1 conv-GN, GELU, depthwise 3x3 stride-2 conv-GN, GELU, 1x1 conv-GN (no norm after)."""
+
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.conv1 = ConvGN(cin, cout, 1)
+        self.conv2 = ConvGN(cout, cout, 3, 2, groups=cout)
+        self.conv3 = ConvGN(cout, cout, 1)
+        self.act = nn.GELU()
+
+    def forward(self, x):
+        x = self.conv3(self.act(self.conv2(self.act(self.conv1(x)))))
+        return x.flatten(2).transpose(1, 2), tuple(x.shape[2:])
+
+
+class Mlp(nn.Module):
+    """fc1, ``GELU(h + dwconv3x3(h))`` (a residual inside the MLP), fc2."""
+
+    def __init__(self, dims, hidden, drop=0.):
+        super().__init__()
+        self.fc1 = nn.Linear(dims, hidden)
+        self.dwconv = nn.Conv2d(hidden, hidden, 3, 1, 1, groups=hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dims)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x, hw):
+        B, N, _ = x.shape
+        h = self.fc1(x)
+        conv = self.dwconv(h.transpose(1, 2).reshape(B, -1, *hw)).flatten(2).transpose(1, 2)
+        h = self.drop(self.act(h + conv))
+        return self.drop(self.fc2(h))
+
+
+class SGBlock(nn.Module):
+    """Pre-norm block; ``attn_type`` 'hybrid' (H), 'guided' (G) or 'full' (F).
+
+    ``forward(x, hw, significance) -> (x, significance)``: an H block returns its map, a G block
+    consumes it and returns None, an F block passes nothing.
+    """
+
+    def __init__(self, dims, num_heads, attn_type, sr_ratio, merge_groups, window_size=7,
+                 mlp_ratio=4., qkv_bias=True, qk_scale=None, drop_rate=0., attn_drop_rate=0.,
+                 drop_path_rate=0., with_cp=False):
+        super().__init__()
+        self.attn_type = attn_type
+        self.with_cp = with_cp
+        self.norm1 = nn.LayerNorm(dims, eps=1e-6)
+        common = dict(qkv_bias=qkv_bias, qk_scale=qk_scale, attn_drop=attn_drop_rate,
+                      proj_drop=drop_rate)
+        if attn_type == 'hybrid':
+            self.attn = HybridScaleAttention(dims, num_heads, sr_ratio, window_size, **common)
+        elif attn_type == 'guided':
+            self.attn = SelfGuidedAttention(dims, num_heads, merge_groups, **common)
+        elif attn_type == 'full':
+            self.attn = FullAttention(dims, num_heads, **common)
+        else:
+            raise ValueError(f"attn_type must be 'hybrid', 'guided' or 'full', got {attn_type!r}")
+        self.drop_path = DropPath(drop_path_rate)
+        self.norm2 = nn.LayerNorm(dims, eps=1e-6)
+        self.mlp = Mlp(dims, int(dims * mlp_ratio), drop_rate)
+
+    def _forward(self, x, hw, significance):
+        y = self.norm1(x)
+        new_significance = None
+        if self.attn_type == 'hybrid':
+            y, new_significance = self.attn(y, hw)
+        elif self.attn_type == 'guided':
+            y = self.attn(y, hw, significance)
+        else:
+            y = self.attn(y, hw)
+        x = x + self.drop_path(y)
+        x = x + self.drop_path(self.mlp(self.norm2(x), hw))
+        return x, new_significance
+
+    def forward(self, x, hw: Tuple[int, int], significance: Optional[torch.Tensor] = None):
+        if self.with_cp and x.requires_grad:
+            return cp.checkpoint(self._forward, x, hw, significance, use_reentrant=False)
+        return self._forward(x, hw, significance)
+
+
+@MODELS.register_module()
+class SGFormer(BaseModule):
+    """SG-Former backbone for mmdet / mmseg / mmpretrain.
+
+    Args:
+        arch (str | dict): ``'s'``, ``'m'``, ``'b'`` (or ``'small'``, ``'medium'``, ``'base'``), or
+            a dict with ``embed_dims``, ``depths``, ``num_heads`` (4 ints each) and optionally
+            ``sr_ratios`` (default 8, 4, 2, 1).
+        in_channels: input image channels.
+        img_size: training resolution of ``pos_embed`` (224 -> a 56x56 table); other inputs get
+            the table resized by bicubic interpolation.
+        window_size: local window of the H blocks (7 in every paper variant).
+        merge_groups: per stage 1-3, the G block's ``((end_fraction, chunk), ...)``; default the
+            official ones (stage 1: 196 / 56 / 28 tokens per key over the quarter / half /
+            quarter of ascending significance; stage 2: 49 / 14 / 7; stage 3: 2 / 1 over halves).
+        mlp_ratio, qkv_bias, qk_scale, drop_rate, attn_drop_rate: as in ViT.
+        drop_path_rate: stochastic depth, linear over all blocks (ImageNet: S 0.1, M 0.2, B 0.4).
+        out_indices: stages returned (strides 4/8/16/32); each output is the stage's LayerNorm
+            ``norm{i}`` (the same normed map feeds the next stage). Stages after the last index are
+            not run.
+        frozen_stages: freeze the stem and ``pos_embed`` (0) and stages ``< frozen_stages`` with
+            their downsamplers and norms; -1 freezes nothing.
+        with_cp: gradient checkpointing per block.
+        init_cfg: ``dict(type='Pretrained', checkpoint=PATH[, prefix='backbone.'][, ema=True])``.
+            An official file is converted on the fly, taking ``state_dict_ema`` (the weights of the
+            published accuracy) unless ``ema=False``.
+    """
+    arch_zoo = {
+        'small': dict(embed_dims=(64, 128, 256, 512), depths=(2, 4, 16, 1),
+                      num_heads=(2, 4, 8, 16)),
+        'medium': dict(embed_dims=(64, 128, 256, 512), depths=(2, 6, 28, 2),
+                       num_heads=(2, 4, 8, 16)),
+        'base': dict(embed_dims=(96, 192, 384, 768), depths=(4, 6, 24, 2),
+                     num_heads=(4, 6, 12, 24)),
+    }
+    arch_aliases = {'s': 'small', 'm': 'medium', 'b': 'base'}
+    num_stages = 4
+
+    def __init__(self,
+                 arch: Union[str, Dict] = 'small',
+                 in_channels: int = 3,
+                 img_size: int = 224,
+                 window_size: int = 7,
+                 merge_groups: Sequence = DEFAULT_MERGE_GROUPS,
+                 mlp_ratio: float = 4.,
+                 qkv_bias: bool = True,
+                 qk_scale: Optional[float] = None,
+                 drop_rate: float = 0.,
+                 attn_drop_rate: float = 0.,
+                 drop_path_rate: float = 0.1,
+                 out_indices: Sequence[int] = (0, 1, 2, 3),
+                 frozen_stages: int = -1,
+                 with_cp: bool = False,
+                 pretrained: Optional[str] = None,
+                 init_cfg: Optional[Dict] = None):
+        if pretrained is not None:
+            if init_cfg is not None:
+                raise ValueError('init_cfg and pretrained cannot be set at the same time; '
+                                 'use init_cfg only')
+            init_cfg = dict(type='Pretrained', checkpoint=pretrained)
+        super().__init__(init_cfg=init_cfg)
+        arch = resolve_arch(arch, self.arch_zoo, self.arch_aliases,
+                            ('embed_dims', 'depths', 'num_heads'), 'SGFormer')
+        dims, depths = tuple(arch['embed_dims']), tuple(arch['depths'])
+        num_heads = tuple(arch['num_heads'])
+        sr_ratios = tuple(arch.get('sr_ratios', (8, 4, 2, 1)))
+        for name, value in (('embed_dims', dims), ('depths', depths), ('num_heads', num_heads),
+                            ('sr_ratios', sr_ratios)):
+            if len(value) != self.num_stages:
+                raise ValueError(f'SGFormer arch needs 4 {name}, got {value}')
+        if sr_ratios[-1] != 1 or any(r < 2 for r in sr_ratios[:-1]):
+            raise ValueError(f'sr_ratios must be > 1 in stages 1-3 (hybrid/guided blocks) and 1 '
+                             f'in stage 4 (full attention), got {sr_ratios}')
+        if len(merge_groups) != self.num_stages - 1:
+            raise ValueError(f'merge_groups needs one entry per stage 1-3, got {merge_groups}')
+        out_indices = tuple(i + self.num_stages if i < 0 else i for i in out_indices)
+        if not out_indices or any(not 0 <= i < self.num_stages for i in out_indices):
+            raise ValueError(f'out_indices must be in [0, 3], got {out_indices}')
+        if not -1 <= frozen_stages <= self.num_stages:
+            raise ValueError(f'frozen_stages must be in [-1, 4], got {frozen_stages}')
+        if img_size % 4:
+            raise ValueError(f'img_size must be a multiple of 4, got {img_size}')
+
+        self.embed_dims = list(dims)
+        self.num_features = list(dims)
+        self.depths, self.num_heads, self.sr_ratios = depths, num_heads, sr_ratios
+        self.out_indices = out_indices
+        self.frozen_stages = frozen_stages
+        self.pos_grid = (img_size // 4, img_size // 4)
+
+        self.stem = Stem(in_channels, dims[0])
+        # trainable (the official comment says "fixed", but it is a Parameter with grad)
+        self.pos_embed = nn.Parameter(
+            sincos_pos_embed_2d(dims[0], self.pos_grid)[None])
+        dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        self.stages = nn.ModuleList()
+        self.downsamples = nn.ModuleList()
+        for i in range(self.num_stages):
+            if i > 0:
+                self.downsamples.append(Downsample(dims[i - 1], dims[i]))
+            blocks = nn.ModuleList()
+            for j in range(depths[i]):
+                attn_type = 'full' if sr_ratios[i] == 1 else ('hybrid' if j % 2 == 0 else 'guided')
+                blocks.append(SGBlock(
+                    dims[i], num_heads[i], attn_type, sr_ratios[i],
+                    merge_groups[i] if i < 3 else None, window_size, mlp_ratio, qkv_bias,
+                    qk_scale, drop_rate, attn_drop_rate, dpr[sum(depths[:i]) + j], with_cp))
+            self.stages.append(blocks)
+            self.add_module(f'norm{i}', nn.LayerNorm(dims[i], eps=1e-6))
+
+    # ------------------------------------------------------------------ weights
+    def init_weights(self):
+        cfg = self.init_cfg
+        if cfg is not None and cfg.get('type') == 'Pretrained':
+            if not cfg.get('checkpoint'):
+                raise ValueError("init_cfg of type 'Pretrained' needs a 'checkpoint'")
+            keys = SGFORMER_STATE_KEYS if cfg.get('ema', True) else (
+                'state_dict', 'model', 'state_dict_ema', 'model_ema')
+            load_pretrained(self, cfg['checkpoint'], prefix=cfg.get('prefix'), state_keys=keys,
+                            is_official=is_official_sgformer,
+                            convert_official=lambda sd: convert_sgformer(sd, with_head=False),
+                            drop=('head.', ))
+            return
+        if cfg is not None:
+            super().init_weights()
+            return
+        print_log('SGFormer: no pretrained weights (init_cfg=None), training starts from scratch',
+                  logger='current')
+        # Official init: trunc-normal Linear, fan-out normal convs, unit norms.
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Conv2d):
+                fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
+                nn.init.normal_(m.weight, 0, math.sqrt(2.0 / fan_out))
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, (nn.LayerNorm, nn.GroupNorm)):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        with torch.no_grad():
+            self.pos_embed.copy_(sincos_pos_embed_2d(self.embed_dims[0], self.pos_grid)[None])
+
+    # ------------------------------------------------------------------ training
+    def _freeze_stages(self):
+        if self.frozen_stages < 0:
+            return
+        self.pos_embed.requires_grad = False
+        frozen = [self.stem]
+        for i in range(self.frozen_stages):
+            frozen += [self.stages[i], getattr(self, f'norm{i}')]
+            if i > 0:
+                frozen.append(self.downsamples[i - 1])
+        for m in frozen:
+            m.eval()
+            for p in m.parameters():
+                p.requires_grad = False
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self._freeze_stages()
+        return self
+
+    def get_layer_depth(self, param_name: str, prefix: str = ''):
+        """Layer id for layer-wise lr decay: stem/pos_embed 0, blocks 1..sum(depths), rest last.
+
+        Returns ``(layer_id, max_layer_id + 1)`` like mmpretrain backbones.
+        """
+        num_layers = sum(self.depths) + 2
+        if not param_name.startswith(prefix):
+            return num_layers - 1, num_layers
+        name = param_name[len(prefix):]
+        if name.startswith(('stem.', 'pos_embed')):
+            return 0, num_layers
+        if name.startswith('stages.'):
+            stage, block = int(name.split('.')[1]), int(name.split('.')[2])
+            return sum(self.depths[:stage]) + block + 1, num_layers
+        if name.startswith('downsamples.'):
+            stage = int(name.split('.')[1]) + 1  # downsamples[i] opens stage i+1
+            return sum(self.depths[:stage]), num_layers
+        return num_layers - 1, num_layers
+
+    # ------------------------------------------------------------------ forward
+    def resized_pos_embed(self, hw: Tuple[int, int]) -> torch.Tensor:
+        if tuple(hw) == self.pos_grid:
+            return self.pos_embed
+        C = self.pos_embed.shape[-1]
+        table = self.pos_embed.reshape(1, *self.pos_grid, C).permute(0, 3, 1, 2)
+        table = F.interpolate(table, size=hw, mode='bicubic', align_corners=False)
+        return table.flatten(2).transpose(1, 2)
+
+    def forward(self, x: torch.Tensor, significance_maps: Optional[List] = None):
+        """Pyramid features; ``significance_maps``, if a list, receives the map of every H block
+        as ``(stage, block, map (B, H, W))``."""
+        if x.dim() != 4:
+            raise ValueError(f'SGFormer expects (N, C, H, W) images, got shape {tuple(x.shape)}')
+        tokens, hw = self.stem(x)
+        tokens = tokens + self.resized_pos_embed(hw)
+        outs = []
+        last = max(self.out_indices)
+        for i, blocks in enumerate(self.stages):
+            if i > 0:
+                tokens, hw = self.downsamples[i - 1](fmap)
+            significance = None
+            for j, block in enumerate(blocks):
+                tokens, new_significance = block(tokens, hw, significance)
+                if new_significance is not None and significance_maps is not None:
+                    significance_maps.append((i, j, new_significance))
+                significance = new_significance
+            tokens = getattr(self, f'norm{i}')(tokens)
+            B, N, C = tokens.shape
+            fmap = tokens.transpose(1, 2).reshape(B, C, *hw)
+            if i in self.out_indices:
+                outs.append(fmap.contiguous())
+            if i == last:
+                break
+        return tuple(outs)
