@@ -35,3 +35,50 @@ def test_backbone_benchmark_runs_ours_next_to_mmdet_swin():
                 '--shape', '64', '96', '--repeat', '1'])
     rows = [line for line in out.splitlines() if line.startswith(('dilateformer-t', 'swin-t'))]
     assert len(rows) == 2 and rows[1].split('|')[3].strip() == '1.00'
+
+
+def test_token_budget_follows_the_merge_groups():
+    import torch
+    from mmvit_ext.analysis.significance import token_budget
+    from mmvit_ext.models.attention.sg_attention import DEFAULT_MERGE_GROUPS
+    sig = torch.rand(2, 56, 56)
+    budget = token_budget(sig, DEFAULT_MERGE_GROUPS[0])
+    for b in range(2):
+        values, counts = budget[b].unique(return_counts=True)
+        assert dict(zip((1 / values).round().int().tolist(), counts.tolist())) == \
+            {196: 784, 56: 1568, 28: 784}
+        # the most significant token is in the finest group, the least in the coarsest
+        flat, s = budget[b].flatten(), sig[b].flatten()
+        assert flat[s.argmax()] == 1 / 28 and flat[s.argmin()] == 1 / 196
+
+
+def test_visualize_significance_writes_pngs_over_the_image(tmp_path):
+    import cv2
+    import numpy as np
+    import torch
+    from mmvit_ext.models.backbones import SGFormer
+    arch = dict(embed_dims=(16, 32, 64, 128), depths=(2, 2, 2, 1), num_heads=(2, 2, 4, 4))
+    ckpt = tmp_path / 'sg.pth'
+    torch.manual_seed(0)
+    torch.save({'backbone.' + k: v for k, v in SGFormer(arch).state_dict().items()}, ckpt)
+    cfg = tmp_path / 'cfg.py'
+    cfg.write_text(f'model = dict(backbone=dict(type="SGFormer", arch={arch!r}))\n')
+    img = np.zeros((120, 90, 3), np.uint8)
+    cv2.circle(img, (45, 60), 25, (0, 0, 255), -1)
+    cv2.imwrite(str(tmp_path / 'img.png'), img)
+    out_dir = tmp_path / 'vis'
+    out = _run(['tools/analysis_tools/visualize_significance.py', str(tmp_path / 'img.png'),
+                str(out_dir), '--config', str(cfg), '--checkpoint', str(ckpt),
+                '--short-side', '0'])
+    assert 'wrote 7 PNG files' in out
+    for stage in (1, 2, 3):
+        for kind in ('significance', 'budget'):
+            png = cv2.imread(str(out_dir / f'stage{stage}_block0_{kind}.png'))
+            assert png.shape == (120, 90, 3)
+    assert cv2.imread(str(out_dir / 'summary.png')).shape == (360, 270, 3)
+    assert re.search(r'stage1_block0: S in \[[\d.e-]+, [\d.e-]+\], mean', out)
+
+    proc = subprocess.run([sys.executable, 'tools/analysis_tools/visualize_significance.py',
+                           str(tmp_path / 'missing.jpg'), str(out_dir)], cwd=REPO,
+                          env=run_env(), capture_output=True, text=True)
+    assert proc.returncode != 0 and 'missing.jpg not found' in proc.stderr

@@ -21,7 +21,7 @@ from mmvit_ext.analysis import config_complexity  # noqa: E402
 def main():
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument('folder')
-    parser.add_argument('--pattern', default='*-[tsb]*_*.py', help='config file glob')
+    parser.add_argument('--pattern', default='*-[tsmb]*_*.py', help='config file glob')
     args = parser.parse_args()
     print('| config | input (HxW) | params (M) | FLOPs (G) | backbone FLOPs (G) |')
     print('|---|---|---|---|---|')

@@ -1,0 +1,94 @@
+"""Draw the significance map of every SG-Former hybrid-scale block over an image (PNG).
+
+    python tools/analysis_tools/visualize_significance.py IMAGE OUT_DIR
+        [--config CONFIG | --arch s|m|b] [--checkpoint CKPT] [--short-side 448]
+
+Writes, per H block, ``stage{i}_block{j}_significance.png`` (the map S, JET colours: red = more
+attention received) and ``stage{i}_block{j}_budget.png`` (keys per token after the next
+self-guided block's merging: red = finely kept, blue = pooled coarsely), plus ``summary.png``
+with all panels. CKPT may be an official SG-Former file (its EMA weights), a converted one, or a
+detector/segmentor checkpoint (its ``backbone.`` part). Without a checkpoint the weights are
+random, which shows the mechanics only.
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+
+import numpy as np  # noqa: E402
+
+
+def build_backbone(args):
+    from mmvit_ext.models.backbones import SGFormer
+    from mmvit_ext.registry import MODELS
+    if args.config:
+        from mmengine.config import Config
+        cfg = Config.fromfile(args.config).model
+        bb_cfg = cfg.get('backbone', cfg)
+        if bb_cfg.get('type') not in ('SGFormer', 'mmvit_ext.SGFormer'):
+            sys.exit(f'error: the backbone of {args.config} is {bb_cfg.get("type")!r}, not SGFormer')
+        bb_cfg = dict(bb_cfg, init_cfg=None)
+        bb_cfg['out_indices'] = (3, )
+        backbone = MODELS.build(bb_cfg)
+    else:
+        backbone = SGFormer(args.arch, out_indices=(3, ))
+    if args.checkpoint:
+        backbone.init_cfg = dict(type='Pretrained', checkpoint=args.checkpoint)
+        backbone.init_weights()
+    else:
+        print('no --checkpoint: random weights (the maps show the mechanics, not a trained model)')
+        backbone.init_weights()
+    return backbone
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    p.add_argument('image')
+    p.add_argument('out_dir')
+    src = p.add_mutually_exclusive_group()
+    src.add_argument('--config', help='a config whose model (or model.backbone) is SGFormer')
+    src.add_argument('--arch', default='s', help="SGFormer arch when no config is given")
+    p.add_argument('--checkpoint', help='weights for the backbone (official, converted or mm*)')
+    p.add_argument('--short-side', type=int, default=448,
+                   help='resize the image so its short side is this (0 keeps it)')
+    args = p.parse_args()
+
+    import cv2
+    import mmvit_ext  # noqa: F401  (registers the models)
+    from mmvit_ext.analysis.significance import collect_significance, overlay
+    if not osp.isfile(args.image):
+        sys.exit(f'error: image {args.image} not found')
+    bgr = cv2.imread(args.image, cv2.IMREAD_COLOR)
+    if bgr is None:
+        sys.exit(f'error: {args.image} is not an image OpenCV can read')
+    if args.short_side:
+        scale = args.short_side / min(bgr.shape[:2])
+        bgr = cv2.resize(bgr, (round(bgr.shape[1] * scale), round(bgr.shape[0] * scale)),
+                         interpolation=cv2.INTER_AREA)
+    rgb = np.ascontiguousarray(bgr[..., ::-1])
+    results = collect_significance(build_backbone(args), rgb)
+    os.makedirs(args.out_dir, exist_ok=True)
+    rows = []
+    for r in results:
+        name = f'stage{r["stage"] + 1}_block{r["block"]}'
+        h, w = r['significance'].shape
+        panels = [overlay(rgb, r['significance'], f'{name} S ({h}x{w} tokens)')]
+        cv2.imwrite(osp.join(args.out_dir, f'{name}_significance.png'), panels[0][..., ::-1])
+        if r['budget'] is not None:
+            ks = sorted({round(1 / b) for b in np.unique(r['budget'])})
+            panels.append(overlay(rgb, r['budget'], f'{name} keys/token 1/' +
+                                  ',1/'.join(map(str, ks)), log=True))
+            cv2.imwrite(osp.join(args.out_dir, f'{name}_budget.png'), panels[1][..., ::-1])
+        else:
+            panels.append(np.zeros_like(rgb))
+        rows.append(np.concatenate([rgb] + panels, axis=1))
+        print(f'{name}: S in [{r["significance"].min():.4g}, {r["significance"].max():.4g}], '
+              f'mean {r["significance"].mean():.4g}')
+    cv2.imwrite(osp.join(args.out_dir, 'summary.png'), np.concatenate(rows, axis=0)[..., ::-1])
+    print(f'wrote {2 * len(results) + 1} PNG files to {args.out_dir}')
+
+
+if __name__ == '__main__':
+    main()
