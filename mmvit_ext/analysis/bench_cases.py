@@ -1,8 +1,9 @@
 """Benchmark cases, run one per process by ``python -m mmvit_ext.analysis.bench_cases --child JSON``.
 
 Case kinds:
-  * ``attention``: an attention operator (``op``: ``msda`` / ``msda_reference``) at a feature-map
-    shape, forward or forward+backward.
+  * ``attention``: an attention operator at a feature-map shape, forward or forward+backward:
+    ``msda`` / ``msda_reference`` (DilateFormer), ``sg_hybrid`` / ``sg_guided`` and their
+    ``_reference`` forms (SG-Former H and G blocks, a whole attention module each).
   * ``backbone``: a backbone (``model``: e.g. ``dilateformer-t`` or ``swin-t`` from mmdet) at an
     image shape.
 """
@@ -17,6 +18,9 @@ BACKBONES = {
     'dilateformer-t': dict(type='DilateFormer', arch='tiny'),
     'dilateformer-s': dict(type='DilateFormer', arch='small'),
     'dilateformer-b': dict(type='DilateFormer', arch='base'),
+    'sgformer-s': dict(type='SGFormer', arch='small'),
+    'sgformer-m': dict(type='SGFormer', arch='medium'),
+    'sgformer-b': dict(type='SGFormer', arch='base'),
     # mmdet's own Swin-T, as in configs/swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py
     'swin-t': dict(type='mmdet.SwinTransformer', embed_dims=96, depths=[2, 2, 6, 2],
                    num_heads=[3, 6, 12, 24], window_size=7, mlp_ratio=4, qkv_bias=True,
@@ -31,7 +35,40 @@ def build_backbone(name):
     return MODELS.build(dict(BACKBONES[name]))  # a 'mmdet.' type resolves in mmdet's registry
 
 
+def sg_attention_case(case):
+    """An SG-Former H or G attention module on a ``size`` token grid (stage ``stage``)."""
+    from mmvit_ext.models.attention import sg_attention as sg
+    B, C, heads, stage = case['batch'], case['channels'], case['heads'], case.get('stage', 0)
+    H, W = case['size']
+    dev = case['device']
+    kind, reference = case['op'].replace('_reference', ''), case['op'].endswith('_reference')
+    if kind == 'sg_hybrid':
+        module = sg.HybridScaleAttention(C, heads, (8, 4, 2)[stage]).to(dev)
+        fn = (lambda x: sg.hybrid_scale_attention_reference(module, x, (H, W))[0]) if reference \
+            else (lambda x: module(x, (H, W))[0])
+    else:
+        module = sg.SelfGuidedAttention(C, heads, sg.DEFAULT_MERGE_GROUPS[stage]).to(dev)
+        sig = torch.rand(B, H, W, device=dev)
+        fn = (lambda x: sg.self_guided_attention_reference(module, x, (H, W), sig)) if reference \
+            else (lambda x: module(x, (H, W), sig))
+    backward = case['mode'] == 'fwdbwd'
+    x = torch.randn(B, H * W, C, device=dev, requires_grad=backward)
+
+    def run():
+        if backward:
+            fn(x).sum().backward()
+            x.grad = None
+            module.zero_grad(set_to_none=True)
+        else:
+            with torch.no_grad():
+                fn(x)
+
+    return run
+
+
 def attention_case(case):
+    if case['op'].startswith('sg_'):
+        return sg_attention_case(case)
     from mmvit_ext.models.attention import msda
     B, C, heads = case['batch'], case['channels'], case['heads']
     H, W = case['size']

@@ -55,6 +55,11 @@ ATTENTION_FLOP_HANDLES = {
 }
 
 
+# operator names (as FlopAnalyzer.by_operator reports them) of token-to-token products
+ATTENTION_OPERATORS = ('matmul', 'bmm', 'einsum', 'scaled_dot_product_attention',
+                       '_DilatedLocalAttention')
+
+
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -63,8 +68,10 @@ def count_flops(model: nn.Module, inputs: Sequence[torch.Tensor] = None,
                 input_shape: Tuple[int, ...] = None) -> Dict[str, Any]:
     """Count MACs ("FLOPs" in the papers' convention) and parameters of ``model``.
 
-    Returns a dict with ``flops`` (int), ``params`` (int) and ``unsupported`` (op -> count of ops
-    the counter skipped; element-wise ops such as add/gelu are expected there).
+    Returns a dict with ``flops`` (int), ``params`` (int), ``attention_flops`` (the part spent in
+    token-to-token products: matmul/bmm/einsum, SDPA and our attention ops; counters that hook
+    modules only, like mmcv's ``get_model_complexity_info`` used by mm* 0.x/2.x tools, miss it) and
+    ``unsupported`` (op -> count of ops the counter skipped; element-wise ops are expected there).
     """
     from mmengine.analysis import FlopAnalyzer
     if inputs is None:
@@ -82,7 +89,9 @@ def count_flops(model: nn.Module, inputs: Sequence[torch.Tensor] = None,
     analyzer.uncalled_modules_warnings(False)
     with torch.no_grad():
         flops = analyzer.total()
-    return dict(flops=int(flops), params=count_params(model),
+        by_op = analyzer.by_operator()
+    attention = sum(v for k, v in by_op.items() if k in ATTENTION_OPERATORS)
+    return dict(flops=int(flops), params=count_params(model), attention_flops=int(attention),
                 unsupported=dict(analyzer.unsupported_ops()))
 
 
@@ -129,4 +138,5 @@ def config_complexity(cfg, shape: Tuple[int, int] = None) -> Dict[str, Any]:
     backbone = count_flops(model.backbone, inputs=(img, ))
     return dict(scope=scope, shape=shape, params=whole['params'], flops=whole['flops'],
                 backbone_params=backbone['params'], backbone_flops=backbone['flops'],
+                backbone_attention_flops=backbone['attention_flops'],
                 unsupported=sorted(whole['unsupported']))

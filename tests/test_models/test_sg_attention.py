@@ -181,3 +181,15 @@ def test_kv_split_is_key_first_and_head_major():
 def test_odd_heads_are_refused():
     with pytest.raises(ValueError, match='even'):
         HybridScaleAttention(24, 3, 2)
+
+
+def test_conv_on_tokens_equals_a_plain_nchw_conv():
+    from mmvit_ext.models.attention.sg_attention import conv_on_tokens
+    conv = _seeded(nn.Conv2d(12, 12, 3, padding=1, groups=12))
+    strided = _seeded(nn.Conv2d(12, 6, 2, stride=2))
+    x = _randn(2, 6 * 10, 12, grad=False)
+    grid = x.transpose(1, 2).reshape(2, 12, 6, 10)
+    assert torch.allclose(conv_on_tokens(conv, x, (6, 10)),
+                          conv(grid).flatten(2).transpose(1, 2), atol=1e-6)
+    assert torch.allclose(conv_on_tokens(strided, x, (6, 10)),
+                          strided(grid).flatten(2).transpose(1, 2), atol=1e-6)

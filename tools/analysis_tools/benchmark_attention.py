@@ -1,10 +1,13 @@
 """Fast vs reference attention operators: time and peak memory, one process per case.
 
-    python tools/analysis_tools/benchmark_attention.py [--op msda] [--size 200 336]
-        [--channels 72 --heads 3] [--batch 1] [--device cpu] [--threads 1] [--repeat 3]
+    python tools/analysis_tools/benchmark_attention.py [--op msda|sg_hybrid|sg_guided]
+        [--size 200 336] [--channels 72 --heads 3] [--stage 0] [--batch 1] [--device cpu]
+        [--threads 1] [--repeat 3]
 
 Default: DilateFormer-T stage-1 MSDA on the stride-4 map of an 800x1344 image (200x336, 72
 channels, 3 heads, dilations 1/2/3), forward and forward+backward, unfold reference vs ours.
+``sg_hybrid`` / ``sg_guided``: an SG-Former H / G attention module of stage ``--stage`` (0-2;
+use 64 channels, 2 heads for SG-Former-S stage 1), step-by-step reference vs fast form.
 """
 import argparse
 import os.path as osp
@@ -17,7 +20,9 @@ from mmvit_ext.analysis.benchmark import format_table, run_case_in_subprocess  #
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    p.add_argument('--op', default='msda', choices=['msda'])
+    p.add_argument('--op', default='msda', choices=['msda', 'sg_hybrid', 'sg_guided'])
+    p.add_argument('--stage', type=int, default=0, choices=[0, 1, 2],
+                   help='SG-Former stage of the sg_* ops (sets sr and the merge groups)')
     p.add_argument('--size', type=int, nargs=2, default=[200, 336], metavar=('H', 'W'))
     p.add_argument('--channels', type=int, default=72)
     p.add_argument('--heads', type=int, default=3)
@@ -31,11 +36,12 @@ def main():
         res = {}
         for op in (f'{args.op}_reference', args.op):
             case = dict(kind='attention', op=op, mode=mode, size=args.size, channels=args.channels,
-                        heads=args.heads, batch=args.batch, device=args.device,
+                        heads=args.heads, stage=args.stage, batch=args.batch, device=args.device,
                         threads=args.threads, repeat=args.repeat)
             res[op] = run_case_in_subprocess('mmvit_ext.analysis.bench_cases', case)
         ref, fast = res[f'{args.op}_reference'], res[args.op]
-        for name, r in ((f'{args.op}_reference (unfold)', ref), (f'{args.op} (ours)', fast)):
+        ref_name = 'unfold' if args.op == 'msda' else 'loops, explicit softmax'
+        for name, r in ((f'{args.op}_reference ({ref_name})', ref), (f'{args.op} (ours)', fast)):
             rows.append({'op': name, 'mode': mode, 'time ms': f'{r["time_ms"]:.1f}',
                          'peak MB': f'{r["peak_mb"]:.1f}'})
         rows.append({'op': 'speed-up / memory ratio', 'mode': mode,

@@ -36,7 +36,8 @@ def main():
     print(f'{line}\nconfig: {args.config}\ninput shape: {r["shape"][0]}x{r["shape"][1]} (HxW)\n'
           f'model:    params {r["params"] / 1e6:.2f} M, FLOPs {r["flops"] / 1e9:.2f} G\n'
           f'backbone: params {r["backbone_params"] / 1e6:.2f} M, '
-          f'FLOPs {r["backbone_flops"] / 1e9:.2f} G\n'
+          f'FLOPs {r["backbone_flops"] / 1e9:.2f} G '
+          f'(attention products {r["backbone_attention_flops"] / 1e9:.2f} G)\n'
           f'FLOPs are multiply-adds, attention included; not counted: '
           f'{", ".join(r["unsupported"]) or "nothing"}\n{line}')
 

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 __all__ = [
     'HybridScaleAttention', 'SelfGuidedAttention', 'FullAttention', 'window_attention',
     'window_attention_reference', 'merge_sorted_tokens', 'merge_sorted_tokens_reference',
-    'merge_bounds', 'hybrid_scale_attention_reference', 'self_guided_attention_reference',
+    'merge_bounds', 'conv_on_tokens', 'hybrid_scale_attention_reference', 'self_guided_attention_reference',
     'full_attention_reference', 'DEFAULT_MERGE_GROUPS'
 ]
 
@@ -57,6 +57,17 @@ def _split_kv(kv: torch.Tensor, num_heads: int) -> Tuple[torch.Tensor, torch.Ten
 def _merge_heads(t: torch.Tensor) -> torch.Tensor:
     B, h, N, d = t.shape
     return t.transpose(1, 2).reshape(B, N, h * d)
+
+
+def conv_on_tokens(conv: nn.Module, x: torch.Tensor, hw: Tuple[int, int]) -> torch.Tensor:
+    """Apply a conv to ``(B, N, C)`` row-major tokens and return tokens.
+
+    The tokens are viewed as a channels-last NCHW tensor (no copy), which the CPU/GPU conv kernels
+    take natively: for depthwise convs about 5x faster than transposing to contiguous NCHW.
+    """
+    B, N, C = x.shape
+    y = conv(x.reshape(B, hw[0], hw[1], C).permute(0, 3, 1, 2))
+    return y.permute(0, 2, 3, 1).reshape(B, -1, y.shape[1])
 
 
 # --------------------------------------------------------------------------- local windows
@@ -196,9 +207,7 @@ class _LePEMixin:
         self.lepe_conv = nn.Conv2d(dims, dims, 3, padding=1, groups=dims)
 
     def lepe(self, x: torch.Tensor, hw: Tuple[int, int]) -> torch.Tensor:
-        B, N, C = x.shape
-        t = self.lepe_linear(x).transpose(1, 2).reshape(B, C, *hw)
-        return self.lepe_conv(t).flatten(2).transpose(1, 2)
+        return conv_on_tokens(self.lepe_conv, self.lepe_linear(x), hw)
 
 
 def _check_dims(embed_dims, num_heads, even_heads):
@@ -243,11 +252,11 @@ class HybridScaleAttention(_LePEMixin, nn.Module):
         B, N, C = x.shape
         H, W = hw
         r = self.sr_ratio
-        t = x.transpose(1, 2).reshape(B, C, H, W)
         Hs, Ws = -(-H // r), -(-W // r)
         if (Hs * r, Ws * r) != (H, W):
-            t = F.pad(t, (0, Ws * r - W, 0, Hs * r - H))
-        t = self.sr(t).flatten(2).transpose(1, 2)
+            t = F.pad(x.reshape(B, H, W, C), (0, 0, 0, Ws * r - W, 0, Hs * r - H))
+            x, hw = t.reshape(B, -1, C), (Hs * r, Ws * r)
+        t = conv_on_tokens(self.sr, x, hw)
         return self.act(self.sr_norm(t)), (Hs, Ws)
 
     def forward(self, x: torch.Tensor, hw: Tuple[int, int],
@@ -266,7 +275,9 @@ class HybridScaleAttention(_LePEMixin, nn.Module):
         k2, v2 = _split_kv(self.local_kv(x), hh)
         o2, local_sig = window_attention(q2, k2, v2, hw, self.window_size, self.scale, pad_extra)
         with torch.no_grad():
-            g = a1.detach().mean(dim=1).mean(dim=1).reshape(B, 1, Hs, Ws)
+            # one reduction over heads and queries: a per-head mean first would copy the whole
+            # (B, h, N, M) probability tensor when h == 1 (stage 1 of S and M)
+            g = a1.detach().mean(dim=(1, 2)).reshape(B, 1, Hs, Ws)
             g = F.interpolate(g, size=(Hs * self.sr_ratio, Ws * self.sr_ratio), mode='nearest')
             significance = g[:, 0, :H, :W] + local_sig
         out = torch.cat([_merge_heads(o1), _merge_heads(o2)], dim=-1) + self.lepe(x, hw)

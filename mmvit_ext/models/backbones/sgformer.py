@@ -23,7 +23,7 @@ from mmengine.model import BaseModule
 from ...checkpoint import load_pretrained
 from ...registry import MODELS
 from ..attention.sg_attention import (DEFAULT_MERGE_GROUPS, FullAttention, HybridScaleAttention,
-                                      SelfGuidedAttention)
+                                      SelfGuidedAttention, conv_on_tokens)
 from ..converters.sgformer import SGFORMER_STATE_KEYS, convert_sgformer, is_official_sgformer
 from ..layers import DropPath, resolve_arch
 
@@ -100,10 +100,8 @@ class Mlp(nn.Module):
         self.drop = nn.Dropout(drop)
 
     def forward(self, x, hw):
-        B, N, _ = x.shape
         h = self.fc1(x)
-        conv = self.dwconv(h.transpose(1, 2).reshape(B, -1, *hw)).flatten(2).transpose(1, 2)
-        h = self.drop(self.act(h + conv))
+        h = self.drop(self.act(h + conv_on_tokens(self.dwconv, h, hw)))
         return self.drop(self.fc2(h))
 
 
