@@ -82,3 +82,26 @@ def test_visualize_significance_writes_pngs_over_the_image(tmp_path):
                            str(tmp_path / 'missing.jpg'), str(out_dir)], cwd=REPO,
                           env=run_env(), capture_output=True, text=True)
     assert proc.returncode != 0 and 'missing.jpg not found' in proc.stderr
+
+
+def test_attention_benchmark_runs_the_sgformer_blocks():
+    for op in ('sg_hybrid', 'sg_guided'):
+        out = _run(['tools/analysis_tools/benchmark_attention.py', '--op', op, '--size', '20', '30',
+                    '--channels', '16', '--heads', '2', '--stage', '1', '--repeat', '1'])
+        assert f'{op}_reference (loops, explicit softmax)' in out and f'{op} (ours)' in out
+        assert len(re.findall(r'[\d.]+x faster', out)) == 2
+
+
+def test_get_flops_reports_the_attention_share():
+    out = _run(['tools/analysis_tools/get_flops.py', 'configs/sgformer/sgformer-s_8xb128_in1k.py'])
+    assert 'params 22.55 M, FLOPs 4.82 G' in out
+    share = float(re.search(r'attention products ([\d.]+) G', out).group(1))
+    assert 0.1 < share < 0.5  # q k^T and attn v of all blocks at 224: 0.25 G
+
+
+def test_profile_backbone_groups_operator_time():
+    out = _run(['tools/analysis_tools/profile_backbone.py', 'sgformer-s', '--shape', '64', '64'])
+    shares = dict(re.findall(r'^  (attention|linear|conv|norm|sort/gather|other) +([\d.]+)%', out,
+                             re.M))
+    assert {'attention', 'linear', 'conv', 'sort/gather'} <= set(shares)
+    assert abs(sum(float(v) for v in shares.values()) - 100) < 0.5
