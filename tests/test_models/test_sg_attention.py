@@ -193,3 +193,14 @@ def test_conv_on_tokens_equals_a_plain_nchw_conv():
                           conv(grid).flatten(2).transpose(1, 2), atol=1e-6)
     assert torch.allclose(conv_on_tokens(strided, x, (6, 10)),
                           strided(grid).flatten(2).transpose(1, 2), atol=1e-6)
+
+
+def test_attention_dropout_hits_the_output_not_the_significance():
+    m = _seeded(HybridScaleAttention(16, 2, 2, attn_drop=0.5))
+    x = _randn(1, 10 * 9, 16, grad=False)
+    m.eval()
+    out_eval, sig_eval = m(x, (10, 9))
+    m.train()
+    torch.manual_seed(0)
+    out_train, sig_train = m(x, (10, 9))
+    assert torch.allclose(sig_train, sig_eval) and not torch.allclose(out_train, out_eval)

@@ -26,13 +26,14 @@ def main():
     p.add_argument('--size', type=int, nargs=2, default=[200, 336], metavar=('H', 'W'))
     p.add_argument('--channels', type=int, default=72)
     p.add_argument('--heads', type=int, default=3)
+    p.add_argument('--mode', default='both', choices=['fwd', 'fwdbwd', 'both'])
     p.add_argument('--batch', type=int, default=1)
     p.add_argument('--device', default='cpu')
     p.add_argument('--threads', type=int, default=1)
     p.add_argument('--repeat', type=int, default=3)
     args = p.parse_args()
     rows = []
-    for mode in ('fwd', 'fwdbwd'):
+    for mode in (('fwd', 'fwdbwd') if args.mode == 'both' else (args.mode, )):
         res = {}
         for op in (f'{args.op}_reference', args.op):
             case = dict(kind='attention', op=op, mode=mode, size=args.size, channels=args.channels,

@@ -73,13 +73,15 @@ def conv_on_tokens(conv: nn.Module, x: torch.Tensor, hw: Tuple[int, int]) -> tor
 # --------------------------------------------------------------------------- local windows
 def window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, hw: Tuple[int, int],
                      window: int, scale: float,
-                     pad_extra: Tuple[int, int] = (0, 0)
+                     pad_extra: Tuple[int, int] = (0, 0),
+                     attn_drop: Optional[nn.Module] = None
                      ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Non-overlapping ``window x window`` attention with the attention each key receives.
 
     Args:
         q, k, v: ``(B, h, N, d)`` with ``N = H * W``.
         pad_extra: extra windows of padding (rows, cols) beyond what H, W need; for tests.
+        attn_drop: dropout on the probabilities of the output (the returned map is taken before).
     Returns:
         out ``(B, h, N, d)``; received ``(B, H, W)``: per key, the attention it gets averaged over
         heads and over the real queries of its window (0 for nothing), detached.
@@ -109,7 +111,7 @@ def window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, hw: Tupl
         # finite fill: a window of padding only gets a uniform softmax, never NaN
         logits = logits.masked_fill(~valid[:, None, :], torch.finfo(logits.dtype).min)
     attn = logits.softmax(dim=-1)
-    out = attn @ vw  # (B, h, nW, L, d)
+    out = (attn if attn_drop is None else attn_drop(attn)) @ vw  # (B, h, nW, L, d)
     out = out.reshape(B * h, nh, nw, ws, ws, d).permute(0, 1, 3, 2, 4, 5)
     out = out.reshape(B, h, Hp, Wp, d)[:, :, :H, :W].reshape(B, h, N, d)
 
@@ -273,7 +275,8 @@ class HybridScaleAttention(_LePEMixin, nn.Module):
         # local half: 7x7 windows at full resolution
         q2 = _heads(self.local_q(x), hh)
         k2, v2 = _split_kv(self.local_kv(x), hh)
-        o2, local_sig = window_attention(q2, k2, v2, hw, self.window_size, self.scale, pad_extra)
+        o2, local_sig = window_attention(q2, k2, v2, hw, self.window_size, self.scale, pad_extra,
+                                         self.attn_drop)
         with torch.no_grad():
             # one reduction over heads and queries: a per-head mean first would copy the whole
             # (B, h, N, M) probability tensor when h == 1 (stage 1 of S and M)

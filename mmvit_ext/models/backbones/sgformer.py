@@ -211,6 +211,9 @@ class SGFormer(BaseModule):
             if init_cfg is not None:
                 raise ValueError('init_cfg and pretrained cannot be set at the same time; '
                                  'use init_cfg only')
+            print_log('SGFormer: `pretrained` is deprecated, use '
+                      "init_cfg=dict(type='Pretrained', checkpoint=...)",
+                      logger='current', level=30)
             init_cfg = dict(type='Pretrained', checkpoint=pretrained)
         super().__init__(init_cfg=init_cfg)
         arch = resolve_arch(arch, self.arch_zoo, self.arch_aliases,
