@@ -1,11 +1,11 @@
 """Small building blocks shared by the backbones."""
-from typing import Dict, Mapping, Sequence, Union
+from typing import Dict, Iterable, Mapping, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
 from mmcv.cnn import build_activation_layer
 
-__all__ = ['DropPath', 'Mlp', 'resolve_arch']
+__all__ = ['DropPath', 'Mlp', 'resolve_arch', 'pretrained_to_init_cfg', 'freeze']
 
 
 class DropPath(nn.Module):
@@ -59,3 +59,24 @@ def resolve_arch(arch: Union[str, Mapping], zoo: Mapping[str, Dict],
                              f'{list(required)}, got {dict(arch)}')
         return dict(arch)
     raise TypeError(f'{name} arch must be a str or dict, got {type(arch).__name__}')
+
+
+def pretrained_to_init_cfg(pretrained: Optional[str], init_cfg: Optional[Dict],
+                           name: str) -> Optional[Dict]:
+    """Map the deprecated ``pretrained=PATH`` argument onto ``init_cfg`` (with a warning)."""
+    if pretrained is None:
+        return init_cfg
+    if init_cfg is not None:
+        raise ValueError('init_cfg and pretrained cannot be set at the same time; use init_cfg only')
+    from mmengine.logging import print_log
+    print_log(f"{name}: `pretrained` is deprecated, use init_cfg=dict(type='Pretrained', "
+              'checkpoint=...)', logger='current', level=30)
+    return dict(type='Pretrained', checkpoint=pretrained)
+
+
+def freeze(modules: Iterable[nn.Module]) -> None:
+    """Eval mode and no gradients for ``modules`` (``frozen_stages``)."""
+    for m in modules:
+        m.eval()
+        for p in m.parameters():
+            p.requires_grad = False

@@ -220,3 +220,10 @@ def test_scratch_init_follows_official_scheme():
     conv = m.stages[2][0].mlp.dwconv  # normal(0, sqrt(2 / fan_out)), fan_out = 9 * 256 / 256
     assert abs(conv.weight.std().item() - (2 / 9)**0.5) < 0.05
     assert torch.all(m.stages[0][0].attn.global_q.bias == 0)
+
+
+def test_deprecated_pretrained_argument_becomes_init_cfg():
+    assert SGFormer(TINY, pretrained='x.pth').init_cfg == dict(type='Pretrained',
+                                                               checkpoint='x.pth')
+    with pytest.raises(ValueError, match='cannot be set at the same time'):
+        SGFormer(TINY, pretrained='x.pth', init_cfg=dict(type='Pretrained', checkpoint='y.pth'))

@@ -24,7 +24,7 @@ from ...registry import MODELS
 from ..attention import GlobalAttention, MultiScaleDilatedAttention
 from ..converters.dilateformer import (convert_dilateformer,
                                        is_official_dilateformer)
-from ..layers import DropPath, Mlp, resolve_arch
+from ..layers import DropPath, Mlp, freeze, pretrained_to_init_cfg, resolve_arch
 
 __all__ = ['DilateFormer']
 
@@ -173,15 +173,7 @@ class DilateFormer(BaseModule):
                  act_cfg: Dict = dict(type='GELU'),
                  pretrained: str = None,
                  init_cfg: Union[Dict, None] = None):
-        if pretrained is not None:
-            if init_cfg is not None:
-                raise ValueError('init_cfg and pretrained cannot be set at the same time; '
-                                 'use init_cfg only')
-            print_log('DilateFormer: `pretrained` is deprecated, use '
-                      "init_cfg=dict(type='Pretrained', checkpoint=...)",
-                      logger='current', level=30)
-            init_cfg = dict(type='Pretrained', checkpoint=pretrained)
-        super().__init__(init_cfg=init_cfg)
+        super().__init__(init_cfg=pretrained_to_init_cfg(pretrained, init_cfg, 'DilateFormer'))
         arch = resolve_arch(arch, self.arch_zoo, self.arch_aliases,
                             ('embed_dims', 'depths', 'num_heads'), 'DilateFormer')
         depths, num_heads = tuple(arch['depths']), tuple(arch['num_heads'])
@@ -281,10 +273,7 @@ class DilateFormer(BaseModule):
                 frozen.append(self.downsamples[i])
             if i in self.out_indices:
                 frozen.append(getattr(self, f'norm{i}'))
-        for m in frozen:
-            m.eval()
-            for p in m.parameters():
-                p.requires_grad = False
+        freeze(frozen)
 
     def train(self, mode: bool = True):
         super().train(mode)

@@ -25,7 +25,7 @@ from ...registry import MODELS
 from ..attention.sg_attention import (DEFAULT_MERGE_GROUPS, FullAttention, HybridScaleAttention,
                                       SelfGuidedAttention, conv_on_tokens)
 from ..converters.sgformer import SGFORMER_STATE_KEYS, convert_sgformer, is_official_sgformer
-from ..layers import DropPath, resolve_arch
+from ..layers import DropPath, freeze, pretrained_to_init_cfg, resolve_arch
 
 __all__ = ['SGFormer', 'sincos_pos_embed_2d']
 
@@ -207,15 +207,7 @@ class SGFormer(BaseModule):
                  with_cp: bool = False,
                  pretrained: Optional[str] = None,
                  init_cfg: Optional[Dict] = None):
-        if pretrained is not None:
-            if init_cfg is not None:
-                raise ValueError('init_cfg and pretrained cannot be set at the same time; '
-                                 'use init_cfg only')
-            print_log('SGFormer: `pretrained` is deprecated, use '
-                      "init_cfg=dict(type='Pretrained', checkpoint=...)",
-                      logger='current', level=30)
-            init_cfg = dict(type='Pretrained', checkpoint=pretrained)
-        super().__init__(init_cfg=init_cfg)
+        super().__init__(init_cfg=pretrained_to_init_cfg(pretrained, init_cfg, 'SGFormer'))
         arch = resolve_arch(arch, self.arch_zoo, self.arch_aliases,
                             ('embed_dims', 'depths', 'num_heads'), 'SGFormer')
         dims, depths = tuple(arch['embed_dims']), tuple(arch['depths'])
@@ -310,10 +302,7 @@ class SGFormer(BaseModule):
             frozen += [self.stages[i], getattr(self, f'norm{i}')]
             if i > 0:
                 frozen.append(self.downsamples[i - 1])
-        for m in frozen:
-            m.eval()
-            for p in m.parameters():
-                p.requires_grad = False
+        freeze(frozen)
 
     def train(self, mode: bool = True):
         super().train(mode)
