@@ -347,8 +347,6 @@ class SGFormer(BaseModule):
         outs = []
         last = max(self.out_indices)
         for i, blocks in enumerate(self.stages):
-            if i > 0:
-                tokens, hw = self.downsamples[i - 1](fmap)
             significance = None
             for j, block in enumerate(blocks):
                 tokens, new_significance = block(tokens, hw, significance)
@@ -362,4 +360,5 @@ class SGFormer(BaseModule):
                 outs.append(fmap.contiguous())
             if i == last:
                 break
+            tokens, hw = self.downsamples[i](fmap)
         return tuple(outs)

@@ -14,8 +14,6 @@ import re
 from collections import OrderedDict
 from typing import Dict, Mapping
 
-import torch
-
 from .common import strip_prefix, tensors_only, unwrap_state_dict
 
 __all__ = ['is_official_dilateformer', 'convert_dilateformer',
