@@ -1,0 +1,167 @@
+"""QnA: local attention with learned queries (Arar, Shamir, Bermano; CVPR 2022, arXiv 2112.11435).
+
+Every k x k window is attended by the same ``nq`` learned queries (unit-normalised per head, then
+scaled by 1/sqrt(d)) instead of by its centre token. A token therefore has one score per query and
+head, whatever window it falls in, and the window softmax becomes two depthwise convolutions::
+
+    num = dwconv(exp(s) * V, exp(rpe) * a)      den = dwconv(exp(s), exp(rpe))
+    out = sum_q num / den                        (s: scores, rpe: relative logit bias per offset,
+                                                  a: learned per-offset scale, numerator only)
+
+Out-of-image positions are zero in both convolutions, i.e. they are left out of the softmax (a
+masked softmax, not zero keys). Keys are never materialised and no k*k-sized tensor is built: the
+largest intermediate is ``(B, H, W, nq * F)``, so memory is linear in the image and independent of k.
+
+The core runs in fp32 even under autocast (``exp`` overflows in fp16) and subtracts, per image,
+query and head, the maximum score over all positions (and per channel the maximum of ``rpe``): a
+constant factor of every numerator and denominator term, so the ratio is unchanged while ``exp``
+can no longer overflow. (The official form overflows once a score exceeds ~88; this one is exact
+while the scores of one image, query and head span less than ~87, beyond which a whole window
+could underflow.) :func:`qna_reference` is the explicit neighbourhood softmax for tests.
+"""
+import math
+from typing import Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ['QnAAttention', 'qna_attention', 'qna_reference', 'normalized_queries']
+
+
+def normalized_queries(query: torch.Tensor, heads: int) -> torch.Tensor:
+    """``(nq, F)`` learned queries -> ``(nq, heads, d)``, unit norm per head, divided by sqrt(d)."""
+    nq, feats = query.shape
+    d = feats // heads
+    q = query.reshape(nq, heads, d)
+    return q / (q.norm(dim=-1, keepdim=True) + 1e-6) / math.sqrt(d)
+
+
+def _scores_and_values(x, query, key_weight, value_weight, heads):
+    """Scores ``(B, H, W, nq*h)`` (channel q*h + head) and values ``(B, H, W, F)``.
+
+    Keys are never formed: the queries are folded into the key projection first
+    (``(Din, nq, h)``), as the official fused layer does.
+    """
+    din = x.shape[-1]
+    nq, feats = query.shape
+    q = normalized_queries(query, heads)
+    folded = torch.einsum('chd,qhd->cqh', key_weight.reshape(din, heads, feats // heads), q)
+    scores = x @ folded.reshape(din, nq * heads)
+    values = F.linear(x, value_weight)
+    return scores, values
+
+
+def qna_attention(x: torch.Tensor, query: torch.Tensor, key_weight: torch.Tensor,
+                  value_weight: torch.Tensor, rpe_bias: torch.Tensor, attn_scale: torch.Tensor,
+                  heads: int, kernel_size: int, stride: int = 1) -> torch.Tensor:
+    """Fast QnA aggregation (before the output projection).
+
+    Args:
+        x: ``(B, H, W, Din)`` (NHWC, the LayerNorm'ed block input).
+        query: ``(nq, F)``; key_weight: ``(Din, F)`` (official in x out layout);
+        value_weight: ``(F, Din)`` (a Linear weight); rpe_bias, attn_scale: ``(k*k, nq*heads)``,
+            rows ``u*k + v`` (u = row offset), columns ``q*heads + head``.
+    Returns:
+        ``(B, H', W', F)`` with ``H' = ceil(H / stride)`` (padding ``(k - 1) // 2``).
+    """
+    B, H, W, _ = x.shape
+    nq, feats = query.shape
+    d = feats // heads
+    k, pad = kernel_size, (kernel_size - 1) // 2
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        x = x.float()
+        scores, values = _scores_and_values(x, query.float(), key_weight.float(),
+                                            value_weight.float(), heads)
+        # exp(s - max): a per-(image, query, head) constant that cancels in num / den
+        scores = scores - scores.detach().flatten(1, 2).amax(dim=1)[:, None, None, :]
+        e = scores.exp()  # (B, H, W, nq*h)
+        rpe = rpe_bias.float()
+        k_den = (rpe - rpe.detach().amax(dim=0, keepdim=True)).exp()  # (k*k, nq*h)
+        k_num = k_den * attn_scale.float().reshape(k * k, nq * heads)
+        weighted = (e.reshape(B, H, W, nq, heads, 1) * values.reshape(B, H, W, 1, heads, d))
+        # channels-last views: the depthwise convs read NHWC memory directly
+        num = F.conv2d(weighted.reshape(B, H, W, nq * feats).permute(0, 3, 1, 2),
+                       k_num.t().repeat_interleave(d, dim=0).reshape(nq * feats, 1, k, k),
+                       stride=stride, padding=pad, groups=nq * feats)
+        den = F.conv2d(e.permute(0, 3, 1, 2), k_den.t().reshape(nq * heads, 1, k, k),
+                       stride=stride, padding=pad, groups=nq * heads)
+        Ho, Wo = num.shape[2:]
+        num = num.permute(0, 2, 3, 1).reshape(B, Ho, Wo, nq, heads, d)
+        den = den.permute(0, 2, 3, 1).reshape(B, Ho, Wo, nq, heads, 1)
+        return (num / den).sum(dim=3).reshape(B, Ho, Wo, feats)
+
+
+def qna_reference(x, query, key_weight, value_weight, rpe_bias, attn_scale, heads, kernel_size,
+                  stride=1):
+    """Slow form: every window explicitly (unfold), a softmax over its in-image positions with
+    the relative bias, the per-offset scale on the weights, queries summed. For tests."""
+    B, H, W, din = x.shape
+    nq, feats = query.shape
+    d = feats // heads
+    k, pad = kernel_size, (kernel_size - 1) // 2
+    q = normalized_queries(query, heads)  # (nq, h, d)
+    keys = F.linear(x, key_weight.t()).reshape(B, H, W, heads, d)
+    values = F.linear(x, value_weight).reshape(B, H, W, heads, d)
+
+    def windows(t):  # (B, H, W, C) -> (B, L, k*k, C) with L output positions
+        cols = F.unfold(t.permute(0, 3, 1, 2), k, padding=pad, stride=stride)
+        return cols.reshape(B, t.shape[-1], k * k, -1).permute(0, 3, 2, 1)
+
+    kw = windows(keys.reshape(B, H, W, feats)).reshape(B, -1, k * k, heads, d)
+    vw = windows(values.reshape(B, H, W, feats)).reshape(B, -1, k * k, heads, d)
+    inside = windows(x.new_ones(B, H, W, 1))[..., 0] > 0  # (B, L, k*k)
+    logits = torch.einsum('blohd,qhd->blqho', kw, q)  # (B, L, nq, h, k*k)
+    rpe = rpe_bias.reshape(k * k, nq, heads).permute(1, 2, 0)  # (nq, h, k*k)
+    logits = logits + rpe
+    logits = logits.masked_fill(~inside[:, :, None, None, :], float('-inf'))
+    weights = logits.softmax(dim=-1) * attn_scale.reshape(k * k, nq, heads).permute(1, 2, 0)
+    out = torch.einsum('blqho,blohd->blhd', weights, vw)  # queries summed
+    Ho = (H + 2 * pad - k) // stride + 1
+    return out.reshape(B, Ho, -1, feats)
+
+
+class QnAAttention(nn.Module):
+    """The QnA layer: ``to_out(qna_attention(x))`` on NHWC maps.
+
+    Parameter names follow the official ``FusedKQnA`` (``query``, ``Wk`` as ``key_weight`` in the
+    official in x out layout, ``to_v``, ``to_out``, ``rpe_bias``, ``attn_scale_weights`` as
+    ``attn_scale``); none of the projections has a bias.
+    """
+
+    def __init__(self, in_dims: int, embed_dims: int, num_heads: int, kernel_size: int = 3,
+                 stride: int = 1, num_queries: int = 2):
+        super().__init__()
+        if embed_dims % num_heads:
+            raise ValueError(f'embed_dims ({embed_dims}) must be divisible by num_heads '
+                             f'({num_heads})')
+        if kernel_size % 2 == 0:
+            raise ValueError(f'QnA needs an odd kernel_size, got {kernel_size}')
+        self.in_dims, self.embed_dims, self.num_heads = in_dims, embed_dims, num_heads
+        self.kernel_size, self.stride, self.num_queries = kernel_size, stride, num_queries
+        d = embed_dims // num_heads
+        self.query = nn.Parameter(
+            nn.init.trunc_normal_(torch.empty(num_queries, embed_dims), std=1., a=-2., b=2.)
+            * math.sqrt(1. / d))
+        self.key_weight = nn.Parameter(torch.empty(in_dims, embed_dims))
+        nn.init.trunc_normal_(self.key_weight, std=1. / math.sqrt(in_dims))
+        self.to_v = nn.Linear(in_dims, embed_dims, bias=False)
+        self.to_out = nn.Linear(embed_dims, embed_dims, bias=False)
+        self.rpe_bias = nn.Parameter(torch.zeros(kernel_size**2, num_queries * num_heads))
+        self.attn_scale = nn.Parameter(
+            torch.randn(kernel_size**2, num_queries * num_heads) * 0.02)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = qna_attention(x, self.query, self.key_weight, self.to_v.weight, self.rpe_bias,
+                            self.attn_scale, self.num_heads, self.kernel_size, self.stride)
+        return self.to_out(out.to(x.dtype))
+
+    def forward_reference(self, x: torch.Tensor) -> torch.Tensor:
+        out = qna_reference(x, self.query, self.key_weight, self.to_v.weight, self.rpe_bias,
+                            self.attn_scale, self.num_heads, self.kernel_size, self.stride)
+        return self.to_out(out)
+
+    def extra_repr(self) -> str:
+        return (f'{self.in_dims} -> {self.embed_dims}, heads={self.num_heads}, '
+                f'kernel_size={self.kernel_size}, stride={self.stride}, '
+                f'queries={self.num_queries}')
