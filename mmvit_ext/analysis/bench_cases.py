@@ -3,7 +3,9 @@
 Case kinds:
   * ``attention``: an attention operator at a feature-map shape, forward or forward+backward:
     ``msda`` / ``msda_reference`` (DilateFormer), ``sg_hybrid`` / ``sg_guided`` and their
-    ``_reference`` forms (SG-Former H and G blocks, a whole attention module each).
+    ``_reference`` forms (SG-Former H and G blocks, a whole attention module each);
+    ``qna`` / ``qna_reference`` (QnA layer: fast / unfold) and ``local_unfold`` (the usual
+    per-pixel-query local attention by unfold) at window ``kernel``.
   * ``backbone``: a backbone (``model``: e.g. ``dilateformer-t`` or ``swin-t`` from mmdet) at an
     image shape.
 """
@@ -66,9 +68,39 @@ def sg_attention_case(case):
     return run
 
 
+def qna_case(case):
+    """The QnA layer or the unfold local attention on a ``size`` NHWC map."""
+    from mmvit_ext.models.attention import qna
+    B, C, heads, k = case['batch'], case['channels'], case['heads'], case['kernel']
+    dev = case['device']
+    x = torch.randn(B, *case['size'], C, device=dev, requires_grad=case['mode'] == 'fwdbwd')
+    if case['op'] == 'local_unfold':
+        weight = torch.randn(3 * C, C, device=dev, requires_grad=True)
+        params = [weight]
+        fn = lambda: qna.local_attention_unfold(x, weight, heads, k)  # noqa: E731
+    else:
+        layer = qna.QnAAttention(C, C, heads, k).to(dev)
+        params = list(layer.parameters())
+        fn = layer.forward_reference if case['op'] == 'qna_reference' else layer.forward
+        fn = (lambda f: (lambda: f(x)))(fn)
+
+    def run():
+        if case['mode'] == 'fwdbwd':
+            fn().sum().backward()
+            for p in params + [x]:
+                p.grad = None
+        else:
+            with torch.no_grad():
+                fn()
+
+    return run
+
+
 def attention_case(case):
     if case['op'].startswith('sg_'):
         return sg_attention_case(case)
+    if case['op'] in ('qna', 'qna_reference', 'local_unfold'):
+        return qna_case(case)
     from mmvit_ext.models.attention import msda
     B, C, heads = case['batch'], case['channels'], case['heads']
     H, W = case['size']

@@ -110,3 +110,16 @@ def test_bad_settings_are_refused():
         QnAAttention(8, 8, 2, 4)
     with pytest.raises(ValueError, match='divisible'):
         QnAAttention(8, 10, 3)
+
+
+def test_unfold_local_attention_baseline_is_a_masked_window_softmax():
+    from mmvit_ext.models.attention.qna import local_attention_unfold
+    torch.manual_seed(0)
+    x, w = torch.randn(1, 5, 6, 4), torch.randn(12, 4)
+    out = local_attention_unfold(x, w, heads=1, kernel_size=3)
+    q, k, v = (x @ w.t()).split(4, dim=-1)
+    i, j = 0, 3  # a top-border pixel: 2 x 3 neighbours in the image
+    nb_k = k[0, 0:2, 2:5].reshape(6, 4)
+    nb_v = v[0, 0:2, 2:5].reshape(6, 4)
+    expected = torch.softmax(nb_k @ q[0, i, j] / 2, 0) @ nb_v
+    assert torch.allclose(out[0, i, j], expected, atol=1e-5)

@@ -106,3 +106,11 @@ def test_profile_backbone_groups_operator_time():
                              re.M))
     assert {'attention', 'linear', 'conv', 'sort/gather'} <= set(shares)
     assert abs(sum(float(v) for v in shares.values()) - 100) < 0.5
+
+
+def test_attention_benchmark_compares_qna_with_unfold_local_attention():
+    out = _run(['tools/analysis_tools/benchmark_attention.py', '--op', 'qna', '--size', '16', '24',
+                '--channels', '16', '--heads', '2', '--kernels', '3', '7', '--mode', 'fwd',
+                '--repeat', '1'])
+    rows = [line for line in out.splitlines() if re.match(r'^(3|7) +\| fwd', line)]
+    assert len(rows) == 2 and all('x less' in r and r.count('x') >= 2 for r in rows)

@@ -1,6 +1,6 @@
 """Fast vs reference attention operators: time and peak memory, one process per case.
 
-    python tools/analysis_tools/benchmark_attention.py [--op msda|sg_hybrid|sg_guided]
+    python tools/analysis_tools/benchmark_attention.py [--op msda|sg_hybrid|sg_guided|qna]
         [--size 200 336] [--channels 72 --heads 3] [--stage 0] [--batch 1] [--device cpu]
         [--threads 1] [--repeat 3]
 
@@ -8,6 +8,8 @@ Default: DilateFormer-T stage-1 MSDA on the stride-4 map of an 800x1344 image (2
 channels, 3 heads, dilations 1/2/3), forward and forward+backward, unfold reference vs ours.
 ``sg_hybrid`` / ``sg_guided``: an SG-Former H / G attention module of stage ``--stage`` (0-2;
 use 64 channels, 2 heads for SG-Former-S stage 1), step-by-step reference vs fast form.
+``qna``: the QnA layer vs the usual unfold local attention (per-pixel queries) of the same window,
+for each of ``--kernels`` (default 3 7 11; QnA-ViT-T stage 1: 64 channels, 8 heads).
 """
 import argparse
 import os.path as osp
@@ -18,9 +20,35 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 from mmvit_ext.analysis.benchmark import format_table, run_case_in_subprocess  # noqa: E402
 
 
+def compare_qna(args):
+    """QnA vs the usual unfold local attention (per-pixel queries) at each window size."""
+    rows = []
+    modes = ('fwd', 'fwdbwd') if args.mode == 'both' else (args.mode, )
+    for k in args.kernels:
+        for mode in modes:
+            res = {}
+            for op in ('local_unfold', 'qna'):
+                case = dict(kind='attention', op=op, mode=mode, size=args.size, kernel=k,
+                            channels=args.channels, heads=args.heads, batch=args.batch,
+                            device=args.device, threads=args.threads, repeat=args.repeat)
+                res[op] = run_case_in_subprocess('mmvit_ext.analysis.bench_cases', case)
+            base, ours = res['local_unfold'], res['qna']
+            rows.append({'k': k, 'mode': mode, 'unfold ms': f'{base["time_ms"]:.1f}',
+                         'qna ms': f'{ours["time_ms"]:.1f}',
+                         'speed-up': f'{base["time_ms"] / ours["time_ms"]:.1f}x',
+                         'unfold MB': f'{base["peak_mb"]:.1f}', 'qna MB': f'{ours["peak_mb"]:.1f}',
+                         'memory': f'{base["peak_mb"] / max(ours["peak_mb"], 1e-9):.1f}x less'})
+    print(f'qna vs unfold local attention: B={args.batch}, {args.size[0]}x{args.size[1]}, '
+          f'C={args.channels}, {args.heads} heads, {args.device}, threads={args.threads}, '
+          f'best of {args.repeat}')
+    print(format_table(rows, list(rows[0])))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    p.add_argument('--op', default='msda', choices=['msda', 'sg_hybrid', 'sg_guided'])
+    p.add_argument('--op', default='msda', choices=['msda', 'sg_hybrid', 'sg_guided', 'qna'])
+    p.add_argument('--kernels', type=int, nargs='+', default=[3, 7, 11],
+                   help='qna: window sizes, each compared with the unfold local attention')
     p.add_argument('--stage', type=int, default=0, choices=[0, 1, 2],
                    help='SG-Former stage of the sg_* ops (sets sr and the merge groups)')
     p.add_argument('--size', type=int, nargs=2, default=[200, 336], metavar=('H', 'W'))
@@ -32,6 +60,8 @@ def main():
     p.add_argument('--threads', type=int, default=1)
     p.add_argument('--repeat', type=int, default=3)
     args = p.parse_args()
+    if args.op == 'qna':
+        return compare_qna(args)
     rows = []
     for mode in (('fwd', 'fwdbwd') if args.mode == 'both' else (args.mode, )):
         res = {}

@@ -26,7 +26,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ['QnAAttention', 'qna_attention', 'qna_reference', 'normalized_queries']
+__all__ = ['QnAAttention', 'qna_attention', 'qna_reference', 'normalized_queries',
+           'local_attention_unfold']
 
 
 def normalized_queries(query: torch.Tensor, heads: int) -> torch.Tensor:
@@ -119,6 +120,28 @@ def qna_reference(x, query, key_weight, value_weight, rpe_bias, attn_scale, head
     out = torch.einsum('blqho,blohd->blhd', weights, vw)  # queries summed
     Ho = (H + 2 * pad - k) // stride + 1
     return out.reshape(B, Ho, -1, feats)
+
+
+def local_attention_unfold(x: torch.Tensor, qkv_weight: torch.Tensor, heads: int,
+                           kernel_size: int) -> torch.Tensor:
+    """The usual unfold-based local attention (SASA-style: each pixel's own query over its k x k
+    neighbourhood, out-of-image positions masked), the baseline QnA is compared with.
+
+    ``x``: ``(B, H, W, C)``; ``qkv_weight``: ``(3F, C)``. Returns ``(B, H, W, F)``.
+    """
+    B, H, W, _ = x.shape
+    feats = qkv_weight.shape[0] // 3
+    d = feats // heads
+    k, pad = kernel_size, (kernel_size - 1) // 2
+    q, kv = F.linear(x, qkv_weight).split([feats, 2 * feats], dim=-1)
+    cols = F.unfold(kv.permute(0, 3, 1, 2), k, padding=pad)  # (B, 2F*k*k, H*W)
+    cols = cols.reshape(B, 2, heads, d, k * k, H * W)
+    inside = F.unfold(x.new_ones(1, 1, H, W), k, padding=pad)[0] > 0  # (k*k, H*W)
+    q = q.reshape(B, H * W, heads, d).permute(0, 2, 3, 1)  # (B, h, d, HW)
+    logits = (q[:, :, :, None] * cols[:, 0]).sum(2) / math.sqrt(d)  # (B, h, k*k, HW)
+    attn = logits.masked_fill(~inside, float('-inf')).softmax(dim=2)
+    out = (attn[:, :, None] * cols[:, 1]).sum(3)  # (B, h, d, HW)
+    return out.reshape(B, feats, H, W).permute(0, 2, 3, 1)
 
 
 class QnAAttention(nn.Module):
