@@ -27,7 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 __all__ = ['QnAAttention', 'qna_attention', 'qna_reference', 'normalized_queries',
-           'local_attention_unfold']
+           'local_attention_unfold', 'WindowMSA']
 
 
 def normalized_queries(query: torch.Tensor, heads: int) -> torch.Tensor:
@@ -188,3 +188,84 @@ class QnAAttention(nn.Module):
         return (f'{self.in_dims} -> {self.embed_dims}, heads={self.num_heads}, '
                 f'kernel_size={self.kernel_size}, stride={self.stride}, '
                 f'queries={self.num_queries}')
+
+
+class WindowMSA(nn.Module):
+    """QnA-ViT's multi-head self-attention in ``ws x ws`` windows (stages 3-4), on NHWC maps.
+
+    Official layout: ``to_qkv`` without bias whose 3C outputs are interleaved per head (head i
+    owns columns ``[3di, 3di + 3d)`` = its q, k, v), ``to_out`` without bias, a Swin-style relative
+    position bias table ``((2ws - 1)^2, heads)``.
+
+    ``mode='window'`` (official): windows of ``ws``; a map that is not a multiple of ``ws`` is
+    padded and the padded tokens are masked out as keys. At 224 input every stage-3/4 map is one
+    window. ``mode='global'``: one window over the whole map, relative offsets beyond the table's
+    ``+-(ws - 1)`` clamped to its edge; identical to ``'window'`` when the map fits one window.
+    """
+
+    def __init__(self, embed_dims: int, num_heads: int, window_size: int, mode: str = 'window'):
+        super().__init__()
+        if embed_dims % num_heads:
+            raise ValueError(f'embed_dims ({embed_dims}) must be divisible by num_heads '
+                             f'({num_heads})')
+        if mode not in ('window', 'global'):
+            raise ValueError(f"WindowMSA mode must be 'window' or 'global', got {mode!r}")
+        self.embed_dims, self.num_heads, self.window_size, self.mode = (
+            embed_dims, num_heads, window_size, mode)
+        self.to_qkv = nn.Linear(embed_dims, 3 * embed_dims, bias=False)
+        self.to_out = nn.Linear(embed_dims, embed_dims, bias=False)
+        self.rpe_bias = nn.Parameter(torch.zeros((2 * window_size - 1)**2, num_heads))
+
+    def relative_bias(self, h: int, w: int) -> torch.Tensor:
+        """``(heads, h*w, h*w)`` bias for an ``h x w`` window (offsets clamped to the table)."""
+        ws = self.window_size
+        ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing='ij')
+        ys, xs = ys.flatten().to(self.rpe_bias.device), xs.flatten().to(self.rpe_bias.device)
+        dy = (ys[:, None] - ys[None]).clamp(-(ws - 1), ws - 1) + ws - 1
+        dx = (xs[:, None] - xs[None]).clamp(-(ws - 1), ws - 1) + ws - 1
+        return self.rpe_bias[dy * (2 * ws - 1) + dx].permute(2, 0, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, H, W, C = x.shape
+        heads, d = self.num_heads, C // self.num_heads
+        if self.mode == 'global':
+            wh, ww = H, W
+        else:
+            wh = ww = self.window_size
+        Hp, Wp = -(-H // wh) * wh, -(-W // ww) * ww
+        if (Hp, Wp) != (H, W):
+            x = F.pad(x, (0, 0, 0, Wp - W, 0, Hp - H))
+        nh, nw = Hp // wh, Wp // ww
+        t = x.reshape(B, nh, wh, nw, ww, C).permute(0, 1, 3, 2, 4, 5).reshape(-1, wh * ww, C)
+        qkv = self.to_qkv(t).reshape(-1, wh * ww, heads, 3, d).permute(3, 0, 2, 1, 4)
+        mask = self.relative_bias(wh, ww)[None].to(x.dtype)  # (1, heads, L, L)
+        if (Hp, Wp) != (H, W):
+            valid = torch.zeros(Hp, Wp, dtype=torch.bool, device=x.device)
+            valid[:H, :W] = True
+            valid = valid.reshape(nh, wh, nw, ww).permute(0, 2, 1, 3).reshape(nh * nw, 1, 1, -1)
+            mask = mask.expand(B, -1, -1, -1).reshape(1, B, heads, wh * ww, wh * ww)
+            mask = mask.expand(nh * nw, -1, -1, -1, -1).transpose(0, 1)
+            mask = mask.masked_fill(~valid[None], torch.finfo(x.dtype).min)
+            mask = mask.reshape(-1, heads, wh * ww, wh * ww)
+        out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=mask)
+        out = self.to_out(out.transpose(1, 2).reshape(-1, wh * ww, C))
+        out = out.reshape(B, nh, nw, wh, ww, C).permute(0, 1, 3, 2, 4, 5).reshape(B, Hp, Wp, C)
+        return out[:, :H, :W]
+
+    def forward_reference(self, x: torch.Tensor) -> torch.Tensor:
+        """Loop over windows, border windows simply smaller, explicit softmax."""
+        B, H, W, C = x.shape
+        heads, d = self.num_heads, C // self.num_heads
+        wh, ww = (H, W) if self.mode == 'global' else (self.window_size, self.window_size)
+        out = torch.zeros_like(x)
+        for y in range(0, H, wh):
+            for x0 in range(0, W, ww):
+                win = x[:, y:y + wh, x0:x0 + ww]
+                h, w = win.shape[1:3]
+                qkv = self.to_qkv(win.reshape(B, h * w, C)).reshape(B, h * w, heads, 3 * d)
+                q, k, v = qkv[..., :d], qkv[..., d:2 * d], qkv[..., 2 * d:]  # interleaved
+                logits = torch.einsum('bihd,bjhd->bhij', q, k) / math.sqrt(d)
+                attn = (logits + self.relative_bias(h, w)).softmax(-1)
+                o = torch.einsum('bhij,bjhd->bihd', attn, v).reshape(B, h, w, C)
+                out[:, y:y + h, x0:x0 + w] = self.to_out(o)
+        return out

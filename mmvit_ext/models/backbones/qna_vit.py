@@ -1,0 +1,224 @@
+"""QnA-ViT: Learned Queries for Efficient Local Attention (CVPR 2022, arXiv 2112.11435).
+
+A 4x4 stride-4 stem (no bias, no norm); stages 1-2 of QnA blocks, stage 3 of windowed MSA blocks
+then QnA blocks, stage 4 of MSA blocks; the last block of stages 1-3 is a stride-2 QnA block with
+a 1x1 stride-2 conv skip that doubles the width. Pre-norm blocks with LayerNorm eps 1e-6 and a
+tanh-GELU MLP. Everything runs on NHWC maps.
+
+Any input size: the stem pads like Flax's 'SAME' (nothing at multiples of 4), QnA layers take
+any size (masked borders), and the MSA windows pad and mask (see :class:`WindowMSA`). Stage 4's
+7x7 windows would not mix at detection sizes; ``msa_modes`` picks 'window' (official) or
+'global' attention per MSA stage ('global' equals 'window' whenever the map is one window, as at
+224 input).
+"""
+from typing import Dict, Optional, Sequence, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torch.utils.checkpoint as cp
+from mmengine.logging import print_log
+from mmengine.model import BaseModule
+
+from ...checkpoint import load_pretrained
+from ...registry import MODELS
+from ..attention.qna import QnAAttention, WindowMSA
+from ..layers import DropPath, freeze, pretrained_to_init_cfg, resolve_arch
+
+__all__ = ['QnAViT']
+
+
+class Mlp(nn.Module):
+    """Dense(C, 4C) -> tanh-approximated GELU (Flax's default) -> Dense(4C, C)."""
+
+    def __init__(self, dims, ratio=4):
+        super().__init__()
+        self.fc1 = nn.Linear(dims, dims * ratio)
+        self.act = nn.GELU(approximate='tanh')
+        self.fc2 = nn.Linear(dims * ratio, dims)
+
+    def forward(self, x):
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class QnABlock(nn.Module):
+    """``x + DropPath(mixer(LN(x)))`` then ``x + DropPath(MLP(LN(x)))``, NHWC.
+
+    ``kind``: 'msa', 'qna' or 'down' (stride-2 QnA to 2C with a 1x1 stride-2 conv skip and no
+    DropPath on the attention branch, as in the official code).
+    """
+
+    def __init__(self, dims, kind, num_heads, kernel_size=3, window_size=7, msa_mode='window',
+                 drop_path_rate=0., with_cp=False):
+        super().__init__()
+        self.kind, self.with_cp = kind, with_cp
+        out_dims = 2 * dims if kind == 'down' else dims
+        self.norm1 = nn.LayerNorm(dims, eps=1e-6)
+        if kind == 'msa':
+            self.attn = WindowMSA(dims, num_heads, window_size, msa_mode)
+        elif kind == 'qna':
+            self.attn = QnAAttention(dims, dims, num_heads, kernel_size, 1)
+        elif kind == 'down':
+            self.attn = QnAAttention(dims, out_dims, 2 * num_heads, kernel_size, 2)
+            self.skip = nn.Conv2d(dims, out_dims, 1, 2, bias=False)
+        else:
+            raise ValueError(f"block kind must be 'msa', 'qna' or 'down', got {kind!r}")
+        self.drop_path = DropPath(drop_path_rate)
+        self.norm2 = nn.LayerNorm(out_dims, eps=1e-6)
+        self.mlp = Mlp(out_dims)
+
+    def _forward(self, x):
+        if self.kind == 'down':
+            skip = self.skip(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+            x = skip + self.attn(self.norm1(x))
+        else:
+            x = x + self.drop_path(self.attn(self.norm1(x)))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+    def forward(self, x):
+        if self.with_cp and x.requires_grad:
+            return cp.checkpoint(self._forward, x, use_reentrant=False)
+        return self._forward(x)
+
+
+def same_pad(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
+    """Flax/TF 'SAME' padding of an NCHW map (extra pixel at the bottom/right)."""
+    pads = []
+    for size in x.shape[:1:-1]:  # W, then H
+        total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
+        pads += [total // 2, total - total // 2]
+    return F.pad(x, pads) if any(pads) else x
+
+
+@MODELS.register_module()
+class QnAViT(BaseModule):
+    """QnA-ViT backbone for mmdet / mmseg / mmpretrain.
+
+    Args:
+        arch (str | dict): 'tiny', 'tiny_7x7', 'small', 'base' (or 't', 't7', 's', 'b'), or a dict
+            with ``embed_dims`` (int), ``qna_depths``, ``msa_depths`` (4 ints: stride-1 QnA and
+            MSA blocks per stage), ``qna_heads`` (3 ints), ``msa_heads`` (4 ints, 0 where unused)
+            and ``kernel_size``.
+        window_sizes: MSA windows per stage (14 at stride 16, 7 at stride 32).
+        msa_modes: 'window' or 'global' per stage (only stages with MSA blocks matter).
+        drop_path_rate: linear over the official slot order (per stage: MSA, QnA, downsample).
+        out_indices: taps before each downsample block (strides 4/8/16/32), each through its own
+            LayerNorm ``norm{i}``.
+        frozen_stages, with_cp, init_cfg: as for the other backbones.
+    """
+    arch_zoo = {
+        'tiny': dict(embed_dims=64, qna_depths=(2, 3, 2, 0), msa_depths=(0, 0, 4, 2),
+                     qna_heads=(8, 16, 32), msa_heads=(0, 0, 8, 16), kernel_size=3),
+        'tiny_7x7': dict(embed_dims=64, qna_depths=(2, 3, 2, 0), msa_depths=(0, 0, 4, 2),
+                         qna_heads=(8, 16, 32), msa_heads=(0, 0, 8, 16), kernel_size=7),
+        'small': dict(embed_dims=64, qna_depths=(2, 3, 6, 0), msa_depths=(0, 0, 12, 2),
+                      qna_heads=(8, 16, 32), msa_heads=(0, 0, 8, 16), kernel_size=3),
+        'base': dict(embed_dims=96, qna_depths=(2, 3, 6, 0), msa_depths=(0, 0, 12, 2),
+                     qna_heads=(6, 12, 24), msa_heads=(0, 0, 12, 24), kernel_size=3),
+    }
+    arch_aliases = {'t': 'tiny', 't7': 'tiny_7x7', 's': 'small', 'b': 'base'}
+    num_stages = 4
+
+    def __init__(self,
+                 arch: Union[str, Dict] = 'tiny',
+                 in_channels: int = 3,
+                 window_sizes: Sequence[int] = (0, 0, 14, 7),
+                 msa_modes: Sequence[str] = ('window', 'window', 'window', 'window'),
+                 drop_path_rate: float = 0.05,
+                 out_indices: Sequence[int] = (0, 1, 2, 3),
+                 frozen_stages: int = -1,
+                 with_cp: bool = False,
+                 pretrained: Optional[str] = None,
+                 init_cfg: Optional[Dict] = None):
+        super().__init__(init_cfg=pretrained_to_init_cfg(pretrained, init_cfg, 'QnAViT'))
+        arch = resolve_arch(arch, self.arch_zoo, self.arch_aliases,
+                            ('embed_dims', 'qna_depths', 'msa_depths', 'qna_heads', 'msa_heads',
+                             'kernel_size'), 'QnAViT')
+        out_indices = tuple(i + self.num_stages if i < 0 else i for i in out_indices)
+        if not out_indices or any(not 0 <= i < self.num_stages for i in out_indices):
+            raise ValueError(f'out_indices must be in [0, 3], got {out_indices}')
+        if not -1 <= frozen_stages <= self.num_stages:
+            raise ValueError(f'frozen_stages must be in [-1, 4], got {frozen_stages}')
+        qna_depths, msa_depths = tuple(arch['qna_depths']), tuple(arch['msa_depths'])
+        base = arch['embed_dims']
+        self.embed_dims = [base * 2**i for i in range(self.num_stages)]
+        self.num_features = self.embed_dims
+        self.out_indices, self.frozen_stages = out_indices, frozen_stages
+        # official slot order: per stage MSA blocks, QnA blocks, then the downsample block
+        kinds = [['msa'] * msa_depths[s] + ['qna'] * qna_depths[s] + (['down'] if s < 3 else [])
+                 for s in range(self.num_stages)]
+        self.depths = tuple(len(k) for k in kinds)
+        dpr = torch.linspace(0, drop_path_rate, sum(self.depths)).tolist()
+
+        self.stem = nn.Conv2d(in_channels, base, 4, 4, bias=False)
+        self.stages = nn.ModuleList()
+        for s, stage_kinds in enumerate(kinds):
+            blocks = nn.ModuleList()
+            for j, kind in enumerate(stage_kinds):
+                heads = arch['msa_heads'][s] if kind == 'msa' else arch['qna_heads'][s]
+                blocks.append(QnABlock(self.embed_dims[s], kind, heads, arch['kernel_size'],
+                                       window_sizes[s], msa_modes[s],
+                                       dpr[sum(self.depths[:s]) + j], with_cp))
+            self.stages.append(blocks)
+        for i in out_indices:
+            self.add_module(f'norm{i}', nn.LayerNorm(self.embed_dims[i], eps=1e-6))
+
+    def init_weights(self):
+        cfg = self.init_cfg
+        if cfg is not None and cfg.get('type') == 'Pretrained':
+            if not cfg.get('checkpoint'):
+                raise ValueError("init_cfg of type 'Pretrained' needs a 'checkpoint'")
+            unused = tuple(f'norm{i}.' for i in range(4) if i not in self.out_indices)
+            load_pretrained(self, cfg['checkpoint'], prefix=cfg.get('prefix'),
+                            allowed_missing=[r'^norm[0-3]\.'], drop=('head.', ) + unused)
+            return
+        if cfg is not None:
+            super().init_weights()
+            return
+        print_log('QnAViT: no pretrained weights (init_cfg=None), training starts from scratch',
+                  logger='current')
+
+    def _freeze_stages(self):
+        if self.frozen_stages < 0:
+            return
+        frozen = [self.stem] + [self.stages[i] for i in range(self.frozen_stages)]
+        frozen += [getattr(self, f'norm{i}') for i in range(self.frozen_stages)
+                   if i in self.out_indices]
+        freeze(frozen)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self._freeze_stages()
+        return self
+
+    def get_layer_depth(self, param_name: str, prefix: str = ''):
+        """Layer id for layer-wise lr decay: stem 0, blocks 1..N in execution order, norms last."""
+        num_layers = sum(self.depths) + 2
+        name = param_name[len(prefix):] if param_name.startswith(prefix) else None
+        if name is None:
+            return num_layers - 1, num_layers
+        if name.startswith('stem.'):
+            return 0, num_layers
+        if name.startswith('stages.'):
+            stage, block = int(name.split('.')[1]), int(name.split('.')[2])
+            return sum(self.depths[:stage]) + block + 1, num_layers
+        return num_layers - 1, num_layers
+
+    def forward(self, x: torch.Tensor):
+        if x.dim() != 4:
+            raise ValueError(f'QnAViT expects (N, C, H, W) images, got shape {tuple(x.shape)}')
+        x = self.stem(same_pad(x, 4, 4)).permute(0, 2, 3, 1)  # NHWC
+        outs = []
+        last = max(self.out_indices)
+        for s, blocks in enumerate(self.stages):
+            for block in blocks:
+                if block.kind == 'down':
+                    break
+                x = block(x)
+            if s in self.out_indices:  # tap before the downsample block
+                outs.append(getattr(self, f'norm{s}')(x).permute(0, 3, 1, 2).contiguous())
+            if s == last:
+                break
+            if blocks[-1].kind == 'down':
+                x = blocks[-1](x)
+        return tuple(outs)
