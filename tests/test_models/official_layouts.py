@@ -142,3 +142,95 @@ def sgformer_official_state_dict(arch='s', num_classes=1000, seed=0, dims=None, 
         norm(sd, f'norm{s + 1}', c)
     linear(sd, 'head', num_classes, dims[3])
     return sd
+
+
+QNA_ARCHS = {  # base dim, stride-1 QnA blocks, MSA blocks, QnA heads, MSA heads, kernel (spec 3.3)
+    'tiny': (64, (2, 3, 2, 0), (0, 0, 4, 2), (8, 16, 32), (0, 0, 8, 16), 3),
+    'tiny_7x7': (64, (2, 3, 2, 0), (0, 0, 4, 2), (8, 16, 32), (0, 0, 8, 16), 7),
+    'small': (64, (2, 3, 6, 0), (0, 0, 12, 2), (8, 16, 32), (0, 0, 8, 16), 3),
+    'base': (96, (2, 3, 6, 0), (0, 0, 12, 2), (6, 12, 24), (0, 0, 12, 24), 3),
+}
+
+
+def qna_official_params(arch='tiny', num_classes=1000, seed=0):
+    """The official Flax ``params`` tree of `qna_vit_*` (spec section 4), numpy float32."""
+    import numpy as np
+    base, qna_depths, msa_depths, qna_heads, msa_heads, k = QNA_ARCHS[arch]
+    rng = np.random.default_rng(seed)
+
+    def rnd(*shape, std=0.05):
+        return (rng.standard_normal(shape) * std).astype(np.float32)
+
+    def ln(c):
+        return {'scale': 1 + rnd(c, std=0.1), 'bias': rnd(c)}
+
+    def mlp(c):
+        return {'Dense_0': {'kernel': rnd(c, 4 * c, std=c**-0.5), 'bias': rnd(4 * c)},
+                'Dense_1': {'kernel': rnd(4 * c, c, std=(4 * c)**-0.5), 'bias': rnd(c)}}
+
+    def qna(din, feats, heads):
+        return {'query': rnd(2, feats, std=0.3), 'Wk': rnd(din, feats, std=din**-0.5),
+                'to_v': {'kernel': rnd(din, feats, std=din**-0.5)},
+                'to_out': {'kernel': rnd(feats, feats, std=feats**-0.5)},
+                'rpe_bias': rnd(k * k, 2 * heads, std=0.5),
+                'attn_scale_weights': 1 + rnd(1, 1, k * k, 2 * heads, std=0.3)}
+
+    tree = {'StemBlock_0': {'conv_1x1': {'kernel': rnd(4, 4, 3, base, std=0.1)}}}
+    for s in range(4):
+        c = base * 2**s
+        if msa_depths[s]:
+            w = (0, 0, 14, 7)[s]
+            tree[f'LSAStage_{s}'] = {
+                f'MSA_Block_{i}': {
+                    'LayerNorm_0': ln(c), 'LayerNorm_1': ln(c), 'MlpBlock_0': mlp(c),
+                    'MultiHeadSelfAttention_0': {
+                        'to_qkv': {'kernel': rnd(c, 3 * c, std=c**-0.5)},
+                        'to_out': {'kernel': rnd(c, c, std=c**-0.5)},
+                        'RelativePositionalEmbedding_0': {
+                            'rpe_bias': rnd((2 * w - 1)**2, msa_heads[s], std=0.5)}}}
+                for i in range(msa_depths[s])}
+        if s < 3:
+            n, h = qna_depths[s], qna_heads[s]
+            stage = {f'QnA_Block_{i + 1}': {'LayerNorm_0': ln(c), 'LayerNorm_1': ln(c),
+                                            'FusedKQnA_0': qna(c, c, h), 'MlpBlock_0': mlp(c)}
+                     for i in range(n)}
+            stage[f'QnA_Block_{n + 1}_stride_2'] = {
+                'LayerNorm_0': ln(c), 'LayerNorm_1': ln(2 * c),
+                'FusedKQnA_0': qna(c, 2 * c, 2 * h), 'MlpBlock_0': mlp(2 * c),
+                'Conv_0': {'kernel': rnd(1, 1, c, 2 * c, std=c**-0.5)}}
+            tree[f'QnAStage_{s}'] = stage
+    c = base * 8
+    tree['ClassificationHead_0'] = {'LayerNorm_0': ln(c), 'head_logits': {
+        'kernel': rnd(c, num_classes, std=c**-0.5), 'bias': rnd(num_classes)}}
+    return tree
+
+
+def pack_msgpack(obj) -> bytes:
+    """A minimal msgpack writer in Flax's checkpoint format (arrays as ExtType 1 holding
+    ``[shape, dtype name, bytes]``), for writing official-format test files without Flax."""
+    import struct
+
+    import numpy as np
+    if isinstance(obj, dict):
+        n = len(obj)
+        head = bytes([0x80 | n]) if n < 16 else b'\xde' + struct.pack('>H', n)
+        return head + b''.join(pack_msgpack(k) + pack_msgpack(v) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)):
+        n = len(obj)
+        head = bytes([0x90 | n]) if n < 16 else b'\xdc' + struct.pack('>H', n)
+        return head + b''.join(pack_msgpack(v) for v in obj)
+    if isinstance(obj, str):
+        raw = obj.encode()
+        return (bytes([0xa0 | len(raw)]) if len(raw) < 32 else b'\xd9' + bytes([len(raw)])) + raw
+    if isinstance(obj, bytes):
+        return b'\xc6' + struct.pack('>I', len(obj)) + obj
+    if isinstance(obj, bool) or obj is None:
+        return {None: b'\xc0', False: b'\xc2', True: b'\xc3'}[obj]
+    if isinstance(obj, int):
+        return bytes([obj]) if 0 <= obj < 128 else b'\xd3' + struct.pack('>q', obj)
+    if isinstance(obj, float):
+        return b'\xcb' + struct.pack('>d', obj)
+    if isinstance(obj, np.ndarray):
+        payload = pack_msgpack([list(obj.shape), obj.dtype.name, obj.tobytes()])
+        return b'\xc9' + struct.pack('>I', len(payload)) + b'\x01' + payload
+    raise TypeError(type(obj))

@@ -1,0 +1,80 @@
+"""QnA-ViT Flax checkpoint conversion (issue 4, in progress), on files in the official format."""
+import numpy as np
+import pytest
+import torch
+
+from mmvit_ext.checkpoint import check_state_dict
+from mmvit_ext.models.backbones import QnAViT
+from mmvit_ext.models.converters.flax_msgpack import read_flax_msgpack
+from mmvit_ext.models.converters.qna import convert_qna, load_official_qna
+
+from .official_layouts import pack_msgpack, qna_official_params
+
+
+def _leaves(tree):
+    return sum(_leaves(v) if isinstance(v, dict) else 1 for v in tree.values())
+
+
+def test_msgpack_reader_round_trips_flax_format():
+    obj = {'step': 1234, 'lr': 0.5, 'name': 'x' * 40, 'flag': True, 'none': None,
+           'neg': -7, 'arr': np.arange(6, dtype=np.float32).reshape(2, 3),
+           'nested': {'b': np.ones((1, 1, 2, 3), np.float16), 'l': [1, 2, 3]}}
+    back = read_flax_msgpack(pack_msgpack(obj))
+    assert back['step'] == 1234 and back['lr'] == 0.5 and back['name'] == 'x' * 40
+    assert back['flag'] is True and back['none'] is None and back['neg'] == -7
+    assert np.array_equal(back['arr'], obj['arr']) and back['arr'].dtype == np.float32
+    assert back['nested']['b'].shape == (1, 1, 2, 3) and back['nested']['l'] == [1, 2, 3]
+
+
+@pytest.mark.parametrize('arch,leaves', [('tiny', 214), ('tiny_7x7', 214), ('small', 358),
+                                         ('base', 358)])
+def test_official_tree_has_spec_leaf_counts_and_converts_to_every_key(arch, leaves):
+    tree = qna_official_params(arch)
+    assert _leaves(tree) == leaves
+    converted = convert_qna(tree, with_head=False)
+    check_state_dict(QnAViT(arch, out_indices=(3, )), converted)  # strict: raises on mismatch
+
+
+def test_train_state_file_converts_and_matches_hand_placed_weights(tmp_path):
+    tree = qna_official_params('tiny', num_classes=10)
+    state = {'step': 300 * 1251, 'params': {'params': tree},
+             'opt_state': {'mu': {'x': np.zeros(3, np.float32)}}}
+    path = tmp_path / 'checkpoint_375300'
+    path.write_bytes(pack_msgpack(state))
+    converted = load_official_qna(str(path))
+    model = QnAViT('tiny', out_indices=(3, )).eval()
+    model.load_state_dict({k: v for k, v in converted.items() if not k.startswith('head.')})
+
+    hand = QnAViT('tiny', out_indices=(3, )).eval()
+    with torch.no_grad():  # place a few tensors by hand, with the spec's transforms
+        hand.load_state_dict(model.state_dict())
+        t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
+        hand.stem.weight.copy_(t(tree['StemBlock_0']['conv_1x1']['kernel'].transpose(3, 2, 0, 1)))
+        blk = tree['QnAStage_1']['QnA_Block_4_stride_2']
+        hand.stages[1][3].skip.weight.copy_(t(blk['Conv_0']['kernel'].transpose(3, 2, 0, 1)))
+        hand.stages[1][3].attn.to_v.weight.copy_(t(blk['FusedKQnA_0']['to_v']['kernel'].T))
+        hand.stages[1][3].attn.attn_scale.copy_(
+            t(blk['FusedKQnA_0']['attn_scale_weights'][0, 0]))
+        msa = tree['LSAStage_2']['MSA_Block_0']['MultiHeadSelfAttention_0']
+        hand.stages[2][0].attn.to_qkv.weight.copy_(t(msa['to_qkv']['kernel'].T))
+        hand.norm3.weight.copy_(t(tree['ClassificationHead_0']['LayerNorm_0']['scale']))
+    for (k, a), b in zip(model.state_dict().items(), hand.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert torch.equal(converted['head.fc.weight'],
+                       t(tree['ClassificationHead_0']['head_logits']['kernel'].T))
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        assert torch.isfinite(model(x)[0]).all()
+
+
+def test_unknown_or_missing_leaves_are_named():
+    tree = qna_official_params('tiny')
+    del tree['QnAStage_0']['QnA_Block_1']['FusedKQnA_0']['Wk']
+    tree['QnAStage_0']['QnA_Block_1']['FusedKQnA_0']['extra'] = np.zeros(2, np.float32)
+    converted = convert_qna(tree, with_head=False)
+    with pytest.raises(KeyError) as err:
+        check_state_dict(QnAViT('tiny', out_indices=(3, )), converted)
+    assert 'stages.0.0.attn.key_weight' in str(err.value)
+    assert 'QnAStage_0/QnA_Block_1/FusedKQnA_0/extra' in str(err.value)
+    with pytest.raises(KeyError, match='not an official QnA-ViT checkpoint'):
+        convert_qna({'foo': {}})
