@@ -78,3 +78,24 @@ def test_unknown_or_missing_leaves_are_named():
     assert 'QnAStage_0/QnA_Block_1/FusedKQnA_0/extra' in str(err.value)
     with pytest.raises(KeyError, match='not an official QnA-ViT checkpoint'):
         convert_qna({'foo': {}})
+
+
+def test_converter_tool_writes_a_strictly_checked_state_dict(tmp_path):
+    import subprocess
+    import sys
+
+    from ..conftest import REPO, run_env
+    src = tmp_path / 'checkpoint_1'
+    src.write_bytes(pack_msgpack({'step': 1, 'params': qna_official_params('tiny_7x7')}))
+    dst = tmp_path / 'qna.pth'
+    proc = subprocess.run([sys.executable, 'tools/model_converters/qna2mmvit.py', str(src),
+                           str(dst), '--arch', 'tiny_7x7'], cwd=REPO, env=run_env(),
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    sd = torch.load(dst, weights_only=True)
+    assert sd['backbone.stages.0.0.attn.rpe_bias'].shape == (49, 16) and 'head.fc.bias' in sd
+    # the wrong variant is refused with the mismatching keys named
+    proc = subprocess.run([sys.executable, 'tools/model_converters/qna2mmvit.py', str(src),
+                           str(dst), '--arch', 'tiny'], cwd=REPO, env=run_env(),
+                          capture_output=True, text=True)
+    assert proc.returncode != 0 and 'rpe_bias: checkpoint (49, 16) vs model (9, 16)' in proc.stderr
