@@ -240,13 +240,11 @@ class WindowMSA(nn.Module):
         qkv = self.to_qkv(t).reshape(-1, wh * ww, heads, 3, d).permute(3, 0, 2, 1, 4)
         mask = self.relative_bias(wh, ww)[None].to(x.dtype)  # (1, heads, L, L)
         if (Hp, Wp) != (H, W):
+            # padded tokens are masked out as keys: (windows, heads, L, L), tiled over the batch
             valid = torch.zeros(Hp, Wp, dtype=torch.bool, device=x.device)
             valid[:H, :W] = True
             valid = valid.reshape(nh, wh, nw, ww).permute(0, 2, 1, 3).reshape(nh * nw, 1, 1, -1)
-            mask = mask.expand(B, -1, -1, -1).reshape(1, B, heads, wh * ww, wh * ww)
-            mask = mask.expand(nh * nw, -1, -1, -1, -1).transpose(0, 1)
-            mask = mask.masked_fill(~valid[None], torch.finfo(x.dtype).min)
-            mask = mask.reshape(-1, heads, wh * ww, wh * ww)
+            mask = mask.masked_fill(~valid, torch.finfo(x.dtype).min).repeat(B, 1, 1, 1)
         out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=mask)
         out = self.to_out(out.transpose(1, 2).reshape(-1, wh * ww, C))
         out = out.reshape(B, nh, nw, wh, ww, C).permute(0, 1, 3, 2, 4, 5).reshape(B, Hp, Wp, C)
