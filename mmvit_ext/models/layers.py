@@ -5,7 +5,8 @@ import torch
 import torch.nn as nn
 from mmcv.cnn import build_activation_layer
 
-__all__ = ['DropPath', 'Mlp', 'resolve_arch', 'pretrained_to_init_cfg', 'freeze']
+__all__ = ['DropPath', 'Mlp', 'resolve_arch', 'pretrained_to_init_cfg', 'freeze',
+           'check_stage_indices']
 
 
 class DropPath(nn.Module):
@@ -80,3 +81,15 @@ def freeze(modules: Iterable[nn.Module]) -> None:
         m.eval()
         for p in m.parameters():
             p.requires_grad = False
+
+
+def check_stage_indices(out_indices: Sequence[int], frozen_stages: int,
+                        num_stages: int = 4) -> tuple:
+    """Validate ``out_indices`` (negative ones count from the end) and ``frozen_stages``;
+    returns the normalised ``out_indices``."""
+    out = tuple(i + num_stages if i < 0 else i for i in out_indices)
+    if not out or any(not 0 <= i < num_stages for i in out):
+        raise ValueError(f'out_indices must be in [0, {num_stages - 1}], got {tuple(out_indices)}')
+    if not -1 <= frozen_stages <= num_stages:
+        raise ValueError(f'frozen_stages must be in [-1, {num_stages}], got {frozen_stages}')
+    return out

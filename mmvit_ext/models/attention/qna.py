@@ -20,7 +20,6 @@ while the scores of one image, query and head span less than ~87, beyond which a
 could underflow.) :func:`qna_reference` is the explicit neighbourhood softmax for tests.
 """
 import math
-from typing import Tuple
 
 import torch
 import torch.nn as nn
@@ -215,15 +214,19 @@ class WindowMSA(nn.Module):
         self.to_qkv = nn.Linear(embed_dims, 3 * embed_dims, bias=False)
         self.to_out = nn.Linear(embed_dims, embed_dims, bias=False)
         self.rpe_bias = nn.Parameter(torch.zeros((2 * window_size - 1)**2, num_heads))
+        self._table_index = {}  # (h, w, device) -> (h*w, h*w) index into rpe_bias
 
     def relative_bias(self, h: int, w: int) -> torch.Tensor:
         """``(heads, h*w, h*w)`` bias for an ``h x w`` window (offsets clamped to the table)."""
-        ws = self.window_size
-        ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing='ij')
-        ys, xs = ys.flatten().to(self.rpe_bias.device), xs.flatten().to(self.rpe_bias.device)
-        dy = (ys[:, None] - ys[None]).clamp(-(ws - 1), ws - 1) + ws - 1
-        dx = (xs[:, None] - xs[None]).clamp(-(ws - 1), ws - 1) + ws - 1
-        return self.rpe_bias[dy * (2 * ws - 1) + dx].permute(2, 0, 1)
+        key = (h, w, self.rpe_bias.device)
+        if key not in self._table_index:  # the index depends on the window shape only
+            ws = self.window_size
+            ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing='ij')
+            ys, xs = ys.flatten(), xs.flatten()
+            dy = (ys[:, None] - ys[None]).clamp(-(ws - 1), ws - 1) + ws - 1
+            dx = (xs[:, None] - xs[None]).clamp(-(ws - 1), ws - 1) + ws - 1
+            self._table_index[key] = (dy * (2 * ws - 1) + dx).to(self.rpe_bias.device)
+        return self.rpe_bias[self._table_index[key]].permute(2, 0, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, H, W, C = x.shape

@@ -24,7 +24,8 @@ from ...registry import MODELS
 from ..attention import GlobalAttention, MultiScaleDilatedAttention
 from ..converters.dilateformer import (convert_dilateformer,
                                        is_official_dilateformer)
-from ..layers import DropPath, Mlp, freeze, pretrained_to_init_cfg, resolve_arch
+from ..layers import (DropPath, Mlp, check_stage_indices, freeze, pretrained_to_init_cfg,
+                      resolve_arch)
 
 __all__ = ['DilateFormer']
 
@@ -182,12 +183,7 @@ class DilateFormer(BaseModule):
                              f'depths={depths}, num_heads={num_heads}')
         if len(attn_types) != self.num_stages:
             raise ValueError(f'attn_types needs 4 entries, got {attn_types}')
-        out_indices = tuple(i + self.num_stages if i < 0 else i for i in out_indices)
-        for i in out_indices:
-            if not 0 <= i < self.num_stages:
-                raise ValueError(f'out_indices must be in [0, 3], got {out_indices}')
-        if not -1 <= frozen_stages <= self.num_stages:
-            raise ValueError(f'frozen_stages must be in [-1, 4], got {frozen_stages}')
+        out_indices = check_stage_indices(out_indices, frozen_stages, self.num_stages)
         if len(stem_channels) != 3:
             raise ValueError(f'stem_channels needs 3 widths, got {stem_channels}')
 

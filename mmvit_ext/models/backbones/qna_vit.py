@@ -23,22 +23,10 @@ from mmengine.model import BaseModule
 from ...checkpoint import load_pretrained
 from ...registry import MODELS
 from ..attention.qna import QnAAttention, WindowMSA
-from ..layers import DropPath, freeze, pretrained_to_init_cfg, resolve_arch
+from ..layers import (DropPath, Mlp, check_stage_indices, freeze, pretrained_to_init_cfg,
+                      resolve_arch)
 
 __all__ = ['QnAViT']
-
-
-class Mlp(nn.Module):
-    """Dense(C, 4C) -> tanh-approximated GELU (Flax's default) -> Dense(4C, C)."""
-
-    def __init__(self, dims, ratio=4):
-        super().__init__()
-        self.fc1 = nn.Linear(dims, dims * ratio)
-        self.act = nn.GELU(approximate='tanh')
-        self.fc2 = nn.Linear(dims * ratio, dims)
-
-    def forward(self, x):
-        return self.fc2(self.act(self.fc1(x)))
 
 
 class QnABlock(nn.Module):
@@ -65,7 +53,8 @@ class QnABlock(nn.Module):
             raise ValueError(f"block kind must be 'msa', 'qna' or 'down', got {kind!r}")
         self.drop_path = DropPath(drop_path_rate)
         self.norm2 = nn.LayerNorm(out_dims, eps=1e-6)
-        self.mlp = Mlp(out_dims)
+        # Flax's nn.gelu is the tanh approximation
+        self.mlp = Mlp(out_dims, 4 * out_dims, dict(type='GELU', approximate='tanh'))
 
     def _forward(self, x):
         if self.kind == 'down':
@@ -134,11 +123,7 @@ class QnAViT(BaseModule):
         arch = resolve_arch(arch, self.arch_zoo, self.arch_aliases,
                             ('embed_dims', 'qna_depths', 'msa_depths', 'qna_heads', 'msa_heads',
                              'kernel_size'), 'QnAViT')
-        out_indices = tuple(i + self.num_stages if i < 0 else i for i in out_indices)
-        if not out_indices or any(not 0 <= i < self.num_stages for i in out_indices):
-            raise ValueError(f'out_indices must be in [0, 3], got {out_indices}')
-        if not -1 <= frozen_stages <= self.num_stages:
-            raise ValueError(f'frozen_stages must be in [-1, 4], got {frozen_stages}')
+        out_indices = check_stage_indices(out_indices, frozen_stages, self.num_stages)
         qna_depths, msa_depths = tuple(arch['qna_depths']), tuple(arch['msa_depths'])
         base = arch['embed_dims']
         self.embed_dims = [base * 2**i for i in range(self.num_stages)]

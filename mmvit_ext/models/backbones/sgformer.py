@@ -25,7 +25,8 @@ from ...registry import MODELS
 from ..attention.sg_attention import (DEFAULT_MERGE_GROUPS, FullAttention, HybridScaleAttention,
                                       SelfGuidedAttention, conv_on_tokens)
 from ..converters.sgformer import SGFORMER_STATE_KEYS, convert_sgformer, is_official_sgformer
-from ..layers import DropPath, freeze, pretrained_to_init_cfg, resolve_arch
+from ..layers import (DropPath, check_stage_indices, freeze, pretrained_to_init_cfg,
+                      resolve_arch)
 
 __all__ = ['SGFormer', 'sincos_pos_embed_2d']
 
@@ -222,11 +223,7 @@ class SGFormer(BaseModule):
                              f'in stage 4 (full attention), got {sr_ratios}')
         if len(merge_groups) != self.num_stages - 1:
             raise ValueError(f'merge_groups needs one entry per stage 1-3, got {merge_groups}')
-        out_indices = tuple(i + self.num_stages if i < 0 else i for i in out_indices)
-        if not out_indices or any(not 0 <= i < self.num_stages for i in out_indices):
-            raise ValueError(f'out_indices must be in [0, 3], got {out_indices}')
-        if not -1 <= frozen_stages <= self.num_stages:
-            raise ValueError(f'frozen_stages must be in [-1, 4], got {frozen_stages}')
+        out_indices = check_stage_indices(out_indices, frozen_stages, self.num_stages)
         if img_size % 4:
             raise ValueError(f'img_size must be a multiple of 4, got {img_size}')
 
