@@ -80,16 +80,25 @@ def load_pretrained(model: nn.Module,
                     is_official: Optional[Callable[[Mapping], bool]] = None,
                     convert_official: Optional[Callable[[Mapping], Dict]] = None,
                     allowed_missing: Iterable[str] = (),
-                    drop: Iterable[str] = ('head.', )) -> Dict:
+                    drop: Iterable[str] = ('head.', ),
+                    read_foreign: Optional[Callable[[str], Optional[Dict]]] = None) -> Dict:
     """Load a backbone checkpoint (ours, a converted one, an official one, or a whole model's).
 
     Steps: safe load -> unwrap (``state_dict``/``model``/...) -> strip ``module.`` -> take
     ``prefix`` (or ``backbone.`` when every weight key carries it) -> convert if official ->
     drop classifier keys -> strict check -> load.
+
+    ``read_foreign(path)`` may read a file that is not a torch checkpoint at all (QnA-ViT's Flax
+    msgpack) and return it already converted to our keys; ``None`` means "not mine".
     """
     safe_load.install()
     logger = MMLogger.get_current_instance()
-    ckpt = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
+    foreign = read_foreign(checkpoint) if read_foreign is not None else None
+    if foreign is not None:
+        print_log(f'{checkpoint}: official non-torch checkpoint, converted', logger=logger)
+        ckpt = foreign
+    else:
+        ckpt = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
     state_dict = strip_prefix(unwrap_state_dict(ckpt, state_keys), 'module.')
     if prefix:
         if not any(k.startswith(prefix) for k in state_dict):

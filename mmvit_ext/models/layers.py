@@ -1,4 +1,5 @@
 """Small building blocks shared by the backbones."""
+import math
 from typing import Dict, Iterable, Mapping, Optional, Sequence, Union
 
 import torch
@@ -93,3 +94,11 @@ def check_stage_indices(out_indices: Sequence[int], frozen_stages: int,
     if not -1 <= frozen_stages <= num_stages:
         raise ValueError(f'frozen_stages must be in [-1, {num_stages}], got {frozen_stages}')
     return out
+
+
+def lecun_normal_(weight: torch.Tensor, fan_in: int) -> torch.Tensor:
+    """JAX's ``lecun_normal``: a normal cut at +-2 std and rescaled so the std is sqrt(1/fan_in)
+    (for weights of models trained in Flax)."""
+    std = math.sqrt(1. / fan_in) / .87962566103423978
+    with torch.no_grad():
+        return nn.init.trunc_normal_(weight, std=std, a=-2 * std, b=2 * std)

@@ -234,3 +234,96 @@ def pack_msgpack(obj) -> bytes:
         payload = pack_msgpack([list(obj.shape), obj.dtype.name, obj.tobytes()])
         return b'\xc9' + struct.pack('>I', len(payload)) + b'\x01' + payload
     raise TypeError(type(obj))
+
+
+def qna_official_forward(tree, images, arch='tiny'):
+    """The official QnA-ViT classifier, re-derived in float64 NumPy from the spec (sections 2-3),
+    reading the Flax tree directly: per-head-interleaved ``to_qkv``, unshifted ``exp``,
+    border positions out of both sums, MSA windows without padding. ``images``: (B, 3, H, W),
+    H and W multiples of 224 as the official code requires. Returns logits."""
+    import math
+
+    import numpy as np
+    base, qna_depths, msa_depths, qna_heads, msa_heads, k = QNA_ARCHS[arch]
+    f64 = lambda a: np.asarray(a, np.float64)  # noqa: E731
+
+    def layer_norm(x, p):
+        mu = x.mean(-1, keepdims=True)
+        var = ((x - mu)**2).mean(-1, keepdims=True)
+        return (x - mu) / np.sqrt(var + 1e-6) * f64(p['scale']) + f64(p['bias'])
+
+    def gelu_tanh(x):
+        return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
+
+    def mlp(x, p):
+        h = gelu_tanh(x @ f64(p['Dense_0']['kernel']) + f64(p['Dense_0']['bias']))
+        return h @ f64(p['Dense_1']['kernel']) + f64(p['Dense_1']['bias'])
+
+    def qna(x, p, heads, stride):
+        B, H, W, din = x.shape
+        nq, feats = p['query'].shape
+        d = feats // heads
+        q = f64(p['query']).reshape(nq, heads, d)
+        q = q / (np.linalg.norm(q, axis=-1, keepdims=True) + 1e-6) / math.sqrt(d)
+        keys = (x @ f64(p['Wk'])).reshape(B, H, W, heads, d)
+        s = np.einsum('byxhd,qhd->byxqh', keys, q)
+        v = (x @ f64(p['to_v']['kernel'])).reshape(B, H, W, heads, d)
+        P = (k - 1) // 2
+        Ho, Wo = (H + 2 * P - k) // stride + 1, (W + 2 * P - k) // stride + 1
+        e = np.pad(np.exp(s), ((0, 0), (P, P), (P, P), (0, 0), (0, 0)))  # outside: 0 in both
+        v = np.pad(v, ((0, 0), (P, P), (P, P), (0, 0), (0, 0)))
+        rpe = f64(p['rpe_bias']).reshape(k * k, nq, heads)
+        scale = f64(p['attn_scale_weights']).reshape(k * k, nq, heads)
+        num, den = 0., 0.
+        for u in range(k):
+            for w in range(k):
+                win = (slice(None), slice(u, u + stride * (Ho - 1) + 1, stride),
+                       slice(w, w + stride * (Wo - 1) + 1, stride))
+                weight = e[win] * np.exp(rpe[u * k + w])
+                num = num + (weight * scale[u * k + w])[..., None] * v[win][:, :, :, None]
+                den = den + weight
+        out = (num / den[..., None]).sum(3).reshape(B, Ho, Wo, feats)  # queries summed
+        return out @ f64(p['to_out']['kernel'])
+
+    def msa(x, p, heads, ws):
+        B, H, W, C = x.shape
+        assert H % ws == 0 and W % ws == 0, 'the official code asserts whole windows'
+        d = C // heads
+        t = x.reshape(B, H // ws, ws, W // ws, ws, C).transpose(0, 1, 3, 2, 4, 5)
+        t = t.reshape(-1, ws * ws, C)
+        qkv = (t @ f64(p['to_qkv']['kernel'])).reshape(-1, ws * ws, heads, 3 * d)
+        q, kk, v = qkv[..., :d], qkv[..., d:2 * d], qkv[..., 2 * d:]  # interleaved per head
+        rows, cols = np.divmod(np.arange(ws * ws), ws)
+        idx = ((rows[:, None] - rows[None] + ws - 1) * (2 * ws - 1)
+               + cols[:, None] - cols[None] + ws - 1)
+        bias = f64(p['RelativePositionalEmbedding_0']['rpe_bias'])[idx].transpose(2, 0, 1)
+        logits = np.einsum('nihd,njhd->nhij', q, kk) / math.sqrt(d) + bias
+        attn = np.exp(logits - logits.max(-1, keepdims=True))
+        attn /= attn.sum(-1, keepdims=True)
+        o = np.einsum('nhij,njhd->nihd', attn, v).reshape(-1, ws * ws, C) @ f64(p['to_out']['kernel'])
+        o = o.reshape(B, H // ws, W // ws, ws, ws, C).transpose(0, 1, 3, 2, 4, 5)
+        return o.reshape(B, H, W, C)
+
+    x = f64(images).transpose(0, 2, 3, 1)
+    B, H, W, _ = x.shape
+    stem = f64(tree['StemBlock_0']['conv_1x1']['kernel'])
+    x = np.einsum('byuxvc,uvco->byxo', x.reshape(B, H // 4, 4, W // 4, 4, 3), stem)
+    for s in range(4):
+        for i in range(msa_depths[s]):
+            p = tree[f'LSAStage_{s}'][f'MSA_Block_{i}']
+            x = x + msa(layer_norm(x, p['LayerNorm_0']), p['MultiHeadSelfAttention_0'],
+                        msa_heads[s], (0, 0, 14, 7)[s])
+            x = x + mlp(layer_norm(x, p['LayerNorm_1']), p['MlpBlock_0'])
+        if s == 3:
+            break
+        for i in range(qna_depths[s]):
+            p = tree[f'QnAStage_{s}'][f'QnA_Block_{i + 1}']
+            x = x + qna(layer_norm(x, p['LayerNorm_0']), p['FusedKQnA_0'], qna_heads[s], 1)
+            x = x + mlp(layer_norm(x, p['LayerNorm_1']), p['MlpBlock_0'])
+        p = tree[f'QnAStage_{s}'][f'QnA_Block_{qna_depths[s] + 1}_stride_2']
+        skip = x[:, ::2, ::2] @ f64(p['Conv_0']['kernel'][0, 0])
+        x = skip + qna(layer_norm(x, p['LayerNorm_0']), p['FusedKQnA_0'], 2 * qna_heads[s], 2)
+        x = x + mlp(layer_norm(x, p['LayerNorm_1']), p['MlpBlock_0'])
+    head = tree['ClassificationHead_0']
+    x = layer_norm(x, head['LayerNorm_0']).mean((1, 2))
+    return x @ f64(head['head_logits']['kernel']) + f64(head['head_logits']['bias'])

@@ -1,14 +1,14 @@
-"""QnA-ViT Flax checkpoint conversion (issue 4, in progress), on files in the official format."""
+"""QnA-ViT Flax checkpoint conversion, on files written in the official format."""
 import numpy as np
 import pytest
 import torch
 
-from mmvit_ext.checkpoint import check_state_dict
+from mmvit_ext.checkpoint import CheckpointMismatchError, check_state_dict
 from mmvit_ext.models.backbones import QnAViT
 from mmvit_ext.models.converters.flax_msgpack import read_flax_msgpack
 from mmvit_ext.models.converters.qna import convert_qna, load_official_qna
 
-from .official_layouts import pack_msgpack, qna_official_params
+from .official_layouts import pack_msgpack, qna_official_forward, qna_official_params
 
 
 def _leaves(tree):
@@ -56,7 +56,13 @@ def test_train_state_file_converts_and_matches_hand_placed_weights(tmp_path):
         hand.stages[1][3].attn.attn_scale.copy_(
             t(blk['FusedKQnA_0']['attn_scale_weights'][0, 0]))
         msa = tree['LSAStage_2']['MSA_Block_0']['MultiHeadSelfAttention_0']
-        hand.stages[2][0].attn.to_qkv.weight.copy_(t(msa['to_qkv']['kernel'].T))
+        kernel, heads, d = msa['to_qkv']['kernel'], 8, 32  # tiny stage 3: 8 heads of 32
+        for i in range(heads):  # official head i: columns [q | k | v] at 3di; ours: rows j*C + di
+            for j in range(3):
+                hand.stages[2][0].attn.qkv.weight[j * 256 + i * d:j * 256 + (i + 1) * d] = t(
+                    kernel[:, 3 * d * i + j * d:3 * d * i + (j + 1) * d].T)
+        hand.stages[3][1].attn.proj.weight.copy_(t(
+            tree['LSAStage_3']['MSA_Block_1']['MultiHeadSelfAttention_0']['to_out']['kernel'].T))
         hand.norm3.weight.copy_(t(tree['ClassificationHead_0']['LayerNorm_0']['scale']))
     for (k, a), b in zip(model.state_dict().items(), hand.state_dict().values()):
         assert torch.equal(a, b), k
@@ -65,6 +71,25 @@ def test_train_state_file_converts_and_matches_hand_placed_weights(tmp_path):
     x = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
         assert torch.isfinite(model(x)[0]).all()
+
+
+@pytest.mark.parametrize('arch,size', [('tiny', (224, 224)), ('tiny_7x7', (224, 224)),
+                                       ('tiny', (224, 448))])
+def test_converted_model_gives_the_official_logits(arch, size):
+    """Our network with converted weights == the official network re-derived in float64 NumPy
+    straight from the Flax tree (interleaved qkv, unshifted exp; 224x448 has 1x2 and 2x4 MSA
+    windows in stages 3-4)."""
+    tree = qna_official_params(arch, num_classes=10, seed=3)
+    converted = convert_qna(tree)
+    model = QnAViT(arch, out_indices=(3, )).eval()
+    model.load_state_dict({k: v for k, v in converted.items() if not k.startswith('head.')})
+    x = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        feats = model(x)[0].mean((2, 3))
+        logits = feats @ converted['head.fc.weight'].T + converted['head.fc.bias']
+    expected = torch.from_numpy(qna_official_forward(tree, x.numpy(), arch)).float()
+    assert expected.abs().max() > 0.5  # a real signal, not a collapsed network
+    assert torch.allclose(logits, expected, atol=2e-4, rtol=1e-4), (logits - expected).abs().max()
 
 
 def test_unknown_or_missing_leaves_are_named():
@@ -99,3 +124,46 @@ def test_converter_tool_writes_a_strictly_checked_state_dict(tmp_path):
                            str(dst), '--arch', 'tiny'], cwd=REPO, env=run_env(),
                           capture_output=True, text=True)
     assert proc.returncode != 0 and 'rpe_bias: checkpoint (49, 16) vs model (9, 16)' in proc.stderr
+
+
+def test_init_cfg_loads_the_official_flax_file_directly(tmp_path):
+    tree = qna_official_params('tiny', seed=5)
+    path = tmp_path / 'checkpoint_375300'  # official name: no extension
+    path.write_bytes(pack_msgpack({'step': 7, 'params': tree, 'opt_state': {'count': 3}}))
+    bb = QnAViT('tiny', init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    bb.init_weights()
+    expected = convert_qna(tree, with_head=False)
+    for k, v in bb.state_dict().items():
+        if k in expected:
+            assert torch.equal(v, expected[k]), k
+        else:  # the per-output norms the classifier does not have (norm3 = its head norm)
+            assert k.startswith(('norm0.', 'norm1.', 'norm2.')), k
+    # the converted .pth (backbone.* + head.fc.*) loads the same way
+    pth = tmp_path / 'qna.pth'
+    torch.save({('backbone.' + k): v for k, v in expected.items()}, pth)
+    bb2 = QnAViT('tiny', init_cfg=dict(type='Pretrained', checkpoint=str(pth)))
+    bb2.init_weights()
+    assert torch.equal(bb2.stages[2][0].attn.qkv.weight, bb.stages[2][0].attn.qkv.weight)
+
+
+def test_init_cfg_errors_name_the_problem(tmp_path):
+    path = tmp_path / 'checkpoint_1'
+    path.write_bytes(pack_msgpack({'params': qna_official_params('tiny_7x7')}))
+    with pytest.raises(CheckpointMismatchError, match=r'rpe_bias: checkpoint \(49, 16\) vs model'):
+        QnAViT('tiny', init_cfg=dict(type='Pretrained', checkpoint=str(path))).init_weights()
+    other = tmp_path / 'checkpoint_2'
+    other.write_bytes(pack_msgpack({'params': {'Dense_0': {'kernel': np.zeros((2, 2), np.float32)}}}))
+    with pytest.raises(CheckpointMismatchError, match='not an official QnA-ViT checkpoint'):
+        QnAViT('tiny', init_cfg=dict(type='Pretrained', checkpoint=str(other))).init_weights()
+
+
+def test_prefixed_detector_checkpoint_loads_backbone_part(tmp_path):
+    src = QnAViT('tiny')
+    sd = {'backbone.' + k: v for k, v in src.state_dict().items()}
+    sd['neck.lateral_convs.0.conv.weight'] = torch.zeros(1)
+    path = tmp_path / 'det.pth'
+    torch.save(dict(state_dict=sd, meta=dict(epoch=12)), path)
+    dst = QnAViT('tiny', init_cfg=dict(type='Pretrained', checkpoint=str(path), prefix='backbone.'))
+    dst.init_weights()
+    for (k, a), b in zip(src.state_dict().items(), dst.state_dict().values()):
+        assert torch.equal(a, b), k

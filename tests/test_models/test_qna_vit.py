@@ -1,4 +1,4 @@
-"""QnA-ViT backbone (issue 4, in progress): exact parameter counts, sizes, MSA window modes."""
+"""QnA-ViT backbone: exact parameter counts, structure, any size, MSA modes, the mmdet contract."""
 import pytest
 import torch
 import torch.nn as nn
@@ -84,8 +84,8 @@ def test_window_msa_matches_loop_reference(mode, hw):
     out, ref = m(x), m.forward_reference(x)
     assert torch.allclose(out, ref, atol=1e-5)
     g = torch.randn_like(out)
-    for a, b in zip(torch.autograd.grad(out, [x, m.to_qkv.weight], g),
-                    torch.autograd.grad(ref, [x, m.to_qkv.weight], g)):
+    for a, b in zip(torch.autograd.grad(out, [x, m.qkv.weight], g),
+                    torch.autograd.grad(ref, [x, m.qkv.weight], g)):
         assert torch.allclose(a, b, atol=1e-4)
 
 
@@ -95,3 +95,146 @@ def test_registered_in_every_framework():
     from mmseg.registry import MODELS as SEG
     for registry in (DET, SEG, CLS):
         assert isinstance(registry.build(dict(type='QnAViT', arch='tiny')), QnAViT)
+
+
+TINY = dict(embed_dims=16, qna_depths=(1, 1, 1, 0), msa_depths=(0, 0, 1, 1),
+            qna_heads=(2, 4, 8), msa_heads=(0, 0, 2, 4), kernel_size=3)
+
+
+def test_arch_aliases_custom_dict_and_errors():
+    assert QnAViT('t7').stages[0][0].attn.kernel_size == 7
+    assert QnAViT('b').embed_dims == [96, 192, 384, 768]
+    assert QnAViT(TINY).depths == (2, 2, 3, 1)
+    with pytest.raises(ValueError, match="unknown QnAViT arch 'huge'"):
+        QnAViT('huge')
+    with pytest.raises(ValueError, match='lacks'):
+        QnAViT(dict(embed_dims=16, qna_depths=(1, 1, 1, 0)))
+    with pytest.raises(ValueError, match='odd kernel_size'):
+        QnAViT(dict(TINY, kernel_size=4))
+    with pytest.raises(ValueError, match="'window' or 'global'"):
+        QnAViT(TINY, msa_modes=('window', 'window', 'shifted', 'window'))
+    with pytest.raises(ValueError, match='out_indices'):
+        QnAViT(TINY, out_indices=(4, ))
+    with pytest.raises(ValueError, match=r'\(N, C, H, W\)'):
+        QnAViT(TINY)(torch.randn(3, 32, 32))
+
+
+def test_detection_size_runs_with_global_stage4():
+    m = QnAViT('tiny', msa_modes=('window', 'window', 'window', 'global')).eval()
+    with torch.no_grad():
+        outs = m(torch.randn(1, 3, 800, 1333))
+    assert [tuple(o.shape[2:]) for o in outs] == [(200, 334), (100, 167), (50, 84), (25, 42)]
+
+
+def test_nothing_is_padded_at_official_sizes(monkeypatch):
+    """At 224*k the stem and every MSA window divide exactly: the official path."""
+    import torch.nn.functional as F  # the stem's SAME padding and the MSA windows use F.pad
+    calls = []
+    real = F.pad
+    monkeypatch.setattr(F, 'pad', lambda *a, **k: calls.append(1) or real(*a, **k))
+    m = QnAViT(TINY).eval()
+    with torch.no_grad():
+        m(torch.randn(1, 3, 224, 448))
+        assert calls == []
+        m(torch.randn(1, 3, 230, 224))
+    assert calls  # 230 is neither a multiple of 4 nor of 16 * 14
+
+
+def test_out_indices_and_stage_norms():
+    m = QnAViT(TINY, out_indices=(1, 3))
+    outs = m(torch.randn(1, 3, 64, 64))
+    assert [o.shape[1] for o in outs] == [32, 128] and outs[0].shape[2:] == (8, 8)
+    assert not hasattr(m, 'norm0') and m.norm1.eps == 1e-6
+    m2 = QnAViT(TINY, out_indices=(0, )).eval()
+    with torch.no_grad():
+        m2.norm0.weight.fill_(1.)
+        m2.norm0.bias.fill_(0.)
+        out = m2(torch.randn(1, 3, 64, 64))[0]
+    assert torch.allclose(out.mean(1), torch.zeros(16, 16), atol=1e-5)
+    # stopping early: no stage after the last wanted output runs
+    m3 = QnAViT(TINY, out_indices=(0, ))
+    m3.stages[1].register_forward_pre_hook(lambda *a: (_ for _ in ()).throw(AssertionError))
+    m3(torch.randn(1, 3, 32, 32))
+
+
+def test_taps_are_before_the_downsample_block():
+    m = QnAViT(TINY, out_indices=(0, 1)).eval()
+    seen = []
+    m.stages[0][-1].register_forward_pre_hook(lambda mod, args: seen.append(args[0]))
+    with torch.no_grad():
+        out0 = m(torch.randn(1, 3, 64, 64))[0]
+        expected = m.norm0(seen[0]).permute(0, 3, 1, 2)
+    assert m.stages[0][-1].kind == 'down' and torch.allclose(out0, expected)
+
+
+def test_frozen_stages():
+    m = QnAViT(TINY, frozen_stages=2).train()
+    assert not any(p.requires_grad for p in m.stem.parameters())
+    for i in range(2):
+        assert not any(p.requires_grad for p in m.stages[i].parameters())
+        assert not any(p.requires_grad for p in getattr(m, f'norm{i}').parameters())
+        assert not m.stages[i].training
+    assert all(p.requires_grad for p in m.stages[2].parameters()) and m.stages[2].training
+    assert not any(p.requires_grad for p in QnAViT(TINY, frozen_stages=4).train().parameters())
+
+
+def test_with_cp_gives_identical_gradients():
+    torch.manual_seed(0)
+    a = QnAViT(TINY, drop_path_rate=0.)
+    b = QnAViT(TINY, drop_path_rate=0., with_cp=True)
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(2, 3, 70, 52)
+    for m in (a, b):
+        m.train()
+        sum(o.sum() for o in m(x.clone().requires_grad_())).backward()
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
+        assert torch.allclose(pa.grad, pb.grad, atol=1e-5, rtol=1e-4), name
+
+
+def test_drop_path_is_active_in_training_only():
+    m = QnAViT(TINY, drop_path_rate=0.5)
+    x = torch.randn(2, 3, 32, 32)
+    m.eval()
+    with torch.no_grad():
+        assert torch.equal(m(x)[3], m(x)[3])
+        m.train()
+        torch.manual_seed(0)
+        a = m(x)[3]
+        torch.manual_seed(1)
+        assert not torch.allclose(a, m(x)[3])
+
+
+def test_layer_depth_for_layer_wise_decay():
+    m = QnAViT('tiny')
+    n = 16 + 2
+    assert m.get_layer_depth('backbone.stem.weight', 'backbone.') == (0, n)
+    assert m.get_layer_depth('backbone.stages.0.0.attn.query', 'backbone.') == (1, n)
+    assert m.get_layer_depth('backbone.stages.1.0.norm1.weight', 'backbone.') == (4, n)
+    assert m.get_layer_depth('backbone.stages.3.1.mlp.fc1.weight', 'backbone.') == (16, n)
+    assert m.get_layer_depth('backbone.norm3.weight', 'backbone.') == (n - 1, n)
+    assert m.get_layer_depth('neck.conv.weight', 'backbone.') == (n - 1, n)
+
+
+def test_scratch_init_follows_official_scheme():
+    m = QnAViT('tiny')
+    with torch.no_grad():
+        for p in m.parameters():
+            p.fill_(3.)
+    m.init_weights()
+    fc1 = m.stages[2][0].mlp.fc1  # lecun_normal: std sqrt(1 / fan_in), cut at 2 std
+    assert abs(fc1.weight.std().item() - 256**-0.5) < 0.1 * 256**-0.5
+    assert fc1.weight.abs().max() < 2.28 * 256**-0.5 and torch.all(fc1.bias == 0)
+    attn = m.stages[1][0].attn
+    assert torch.all(attn.rpe_bias == 0) and abs(attn.attn_scale.std().item() - 0.02) < 0.01
+    assert abs(attn.key_weight.std().item() - 128**-0.5) < 0.15 * 128**-0.5
+    assert attn.query.abs().max() <= 2 * 8**-0.5 + 1e-6  # head dim 8
+    assert torch.all(m.stages[2][0].attn.rpe_bias == 0)
+    assert torch.all(m.norm3.weight == 1) and torch.all(m.norm3.bias == 0)
+    assert abs(m.stem.weight.std().item() - 48**-0.5) < 0.15 * 48**-0.5
+
+
+def test_deprecated_pretrained_argument_becomes_init_cfg():
+    assert QnAViT(TINY, pretrained='x.pth').init_cfg == dict(type='Pretrained',
+                                                             checkpoint='x.pth')
+    with pytest.raises(ValueError, match='cannot be set at the same time'):
+        QnAViT(TINY, pretrained='x.pth', init_cfg=dict(type='Pretrained', checkpoint='y.pth'))

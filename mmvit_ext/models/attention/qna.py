@@ -25,6 +25,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..layers import lecun_normal_
+
 __all__ = ['QnAAttention', 'qna_attention', 'qna_reference', 'normalized_queries',
            'local_attention_unfold', 'WindowMSA']
 
@@ -161,17 +163,25 @@ class QnAAttention(nn.Module):
             raise ValueError(f'QnA needs an odd kernel_size, got {kernel_size}')
         self.in_dims, self.embed_dims, self.num_heads = in_dims, embed_dims, num_heads
         self.kernel_size, self.stride, self.num_queries = kernel_size, stride, num_queries
-        d = embed_dims // num_heads
-        self.query = nn.Parameter(
-            nn.init.trunc_normal_(torch.empty(num_queries, embed_dims), std=1., a=-2., b=2.)
-            * math.sqrt(1. / d))
+        self.query = nn.Parameter(torch.empty(num_queries, embed_dims))
         self.key_weight = nn.Parameter(torch.empty(in_dims, embed_dims))
-        nn.init.trunc_normal_(self.key_weight, std=1. / math.sqrt(in_dims))
         self.to_v = nn.Linear(in_dims, embed_dims, bias=False)
         self.to_out = nn.Linear(embed_dims, embed_dims, bias=False)
-        self.rpe_bias = nn.Parameter(torch.zeros(kernel_size**2, num_queries * num_heads))
-        self.attn_scale = nn.Parameter(
-            torch.randn(kernel_size**2, num_queries * num_heads) * 0.02)
+        self.rpe_bias = nn.Parameter(torch.empty(kernel_size**2, num_queries * num_heads))
+        self.attn_scale = nn.Parameter(torch.empty(kernel_size**2, num_queries * num_heads))
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self):
+        """The official initialisation (Flax ``FusedKQnA`` as QnA-ViT configures it)."""
+        d = self.embed_dims // self.num_heads
+        # JAX truncated_normal over [-2, 2] (not variance-corrected), times sqrt(1 / d)
+        nn.init.trunc_normal_(self.query, std=1., a=-2., b=2.).mul_(math.sqrt(1. / d))
+        for w, fan_in in ((self.key_weight.T, self.in_dims), (self.to_v.weight, self.in_dims),
+                          (self.to_out.weight, self.embed_dims)):
+            lecun_normal_(w, fan_in)
+        nn.init.zeros_(self.rpe_bias)  # QnAStage passes zeros as the position-embedding init
+        nn.init.normal_(self.attn_scale, std=0.02)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = qna_attention(x, self.query, self.key_weight, self.to_v.weight, self.rpe_bias,
@@ -192,9 +202,10 @@ class QnAAttention(nn.Module):
 class WindowMSA(nn.Module):
     """QnA-ViT's multi-head self-attention in ``ws x ws`` windows (stages 3-4), on NHWC maps.
 
-    Official layout: ``to_qkv`` without bias whose 3C outputs are interleaved per head (head i
-    owns columns ``[3di, 3di + 3d)`` = its q, k, v), ``to_out`` without bias, a Swin-style relative
-    position bias table ``((2ws - 1)^2, heads)``.
+    ``qkv`` (no bias) orders its 3C outputs as Swin/timm do, ``(3, heads, head_dim)``; the
+    official ``to_qkv`` interleaves them per head (head i owns columns ``[3di, 3di + 3d)``) and
+    the converter reorders them. ``proj`` (official ``to_out``) has no bias either; ``rpe_bias``
+    is Swin's relative position bias table ``((2ws - 1)^2, heads)`` with Swin's index.
 
     ``mode='window'`` (official): windows of ``ws``; a map that is not a multiple of ``ws`` is
     padded and the padded tokens are masked out as keys. At 224 input every stage-3/4 map is one
@@ -211,8 +222,8 @@ class WindowMSA(nn.Module):
             raise ValueError(f"WindowMSA mode must be 'window' or 'global', got {mode!r}")
         self.embed_dims, self.num_heads, self.window_size, self.mode = (
             embed_dims, num_heads, window_size, mode)
-        self.to_qkv = nn.Linear(embed_dims, 3 * embed_dims, bias=False)
-        self.to_out = nn.Linear(embed_dims, embed_dims, bias=False)
+        self.qkv = nn.Linear(embed_dims, 3 * embed_dims, bias=False)
+        self.proj = nn.Linear(embed_dims, embed_dims, bias=False)
         self.rpe_bias = nn.Parameter(torch.zeros((2 * window_size - 1)**2, num_heads))
         self._table_index = {}  # (h, w, device) -> (h*w, h*w) index into rpe_bias
 
@@ -240,7 +251,7 @@ class WindowMSA(nn.Module):
             x = F.pad(x, (0, 0, 0, Wp - W, 0, Hp - H))
         nh, nw = Hp // wh, Wp // ww
         t = x.reshape(B, nh, wh, nw, ww, C).permute(0, 1, 3, 2, 4, 5).reshape(-1, wh * ww, C)
-        qkv = self.to_qkv(t).reshape(-1, wh * ww, heads, 3, d).permute(3, 0, 2, 1, 4)
+        qkv = self.qkv(t).reshape(-1, wh * ww, 3, heads, d).permute(2, 0, 3, 1, 4)
         mask = self.relative_bias(wh, ww)[None].to(x.dtype)  # (1, heads, L, L)
         if (Hp, Wp) != (H, W):
             # padded tokens are masked out as keys: (windows, heads, L, L), tiled over the batch
@@ -249,7 +260,7 @@ class WindowMSA(nn.Module):
             valid = valid.reshape(nh, wh, nw, ww).permute(0, 2, 1, 3).reshape(nh * nw, 1, 1, -1)
             mask = mask.masked_fill(~valid, torch.finfo(x.dtype).min).repeat(B, 1, 1, 1)
         out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=mask)
-        out = self.to_out(out.transpose(1, 2).reshape(-1, wh * ww, C))
+        out = self.proj(out.transpose(1, 2).reshape(-1, wh * ww, C))
         out = out.reshape(B, nh, nw, wh, ww, C).permute(0, 1, 3, 2, 4, 5).reshape(B, Hp, Wp, C)
         return out[:, :H, :W]
 
@@ -263,10 +274,10 @@ class WindowMSA(nn.Module):
             for x0 in range(0, W, ww):
                 win = x[:, y:y + wh, x0:x0 + ww]
                 h, w = win.shape[1:3]
-                qkv = self.to_qkv(win.reshape(B, h * w, C)).reshape(B, h * w, heads, 3 * d)
-                q, k, v = qkv[..., :d], qkv[..., d:2 * d], qkv[..., 2 * d:]  # interleaved
+                q, k, v = self.qkv(win.reshape(B, h * w, C)).reshape(B, h * w, 3, heads,
+                                                                     d).unbind(2)
                 logits = torch.einsum('bihd,bjhd->bhij', q, k) / math.sqrt(d)
                 attn = (logits + self.relative_bias(h, w)).softmax(-1)
                 o = torch.einsum('bhij,bjhd->bihd', attn, v).reshape(B, h, w, C)
-                out[:, y:y + h, x0:x0 + w] = self.to_out(o)
+                out[:, y:y + h, x0:x0 + w] = self.proj(o)
         return out

@@ -20,11 +20,13 @@ import torch.utils.checkpoint as cp
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
 
-from ...checkpoint import load_pretrained
+from ...checkpoint import CheckpointMismatchError, load_pretrained
 from ...registry import MODELS
 from ..attention.qna import QnAAttention, WindowMSA
-from ..layers import (DropPath, Mlp, check_stage_indices, freeze, pretrained_to_init_cfg,
-                      resolve_arch)
+from ..converters.flax_msgpack import FlaxMsgpackError, is_flax_msgpack_file
+from ..converters.qna import load_official_qna
+from ..layers import (DropPath, Mlp, check_stage_indices, freeze, lecun_normal_,
+                      pretrained_to_init_cfg, resolve_arch)
 
 __all__ = ['QnAViT']
 
@@ -68,6 +70,17 @@ class QnABlock(nn.Module):
         if self.with_cp and x.requires_grad:
             return cp.checkpoint(self._forward, x, use_reentrant=False)
         return self._forward(x)
+
+
+def _read_flax_checkpoint(path: str) -> Optional[Dict]:
+    """An official Flax msgpack file (``checkpoint_<step>``), converted; None for torch files."""
+    if not is_flax_msgpack_file(path):
+        return None
+    try:
+        return load_official_qna(path, with_head=False)
+    except (KeyError, FlaxMsgpackError) as e:
+        raise CheckpointMismatchError(f'{path} is a Flax msgpack file but not an official '
+                                      f'QnA-ViT checkpoint: {e}') from e
 
 
 def same_pad(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
@@ -155,13 +168,30 @@ class QnAViT(BaseModule):
                 raise ValueError("init_cfg of type 'Pretrained' needs a 'checkpoint'")
             unused = tuple(f'norm{i}.' for i in range(4) if i not in self.out_indices)
             load_pretrained(self, cfg['checkpoint'], prefix=cfg.get('prefix'),
-                            allowed_missing=[r'^norm[0-3]\.'], drop=('head.', ) + unused)
+                            allowed_missing=[r'^norm[0-3]\.'], drop=('head.', ) + unused,
+                            read_foreign=_read_flax_checkpoint)
             return
         if cfg is not None:
             super().init_weights()
             return
         print_log('QnAViT: no pretrained weights (init_cfg=None), training starts from scratch',
                   logger='current')
+        # Official (Flax) scheme: lecun_normal kernels, zero biases, zero relative biases,
+        # N(0, 0.02) attention scales, queries truncated-normal in [-2, 2] times sqrt(1 / d).
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                lecun_normal_(m.weight, m.in_features)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Conv2d):
+                lecun_normal_(m.weight, m.weight[0].numel())
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, WindowMSA):
+                nn.init.zeros_(m.rpe_bias)
+            elif isinstance(m, QnAAttention):
+                m.reset_parameters()
 
     def _freeze_stages(self):
         if self.frozen_stages < 0:

@@ -9,7 +9,7 @@ from typing import Any, Tuple
 
 import numpy as np
 
-__all__ = ['read_flax_msgpack', 'FlaxMsgpackError']
+__all__ = ['read_flax_msgpack', 'is_flax_msgpack_file', 'FlaxMsgpackError']
 
 
 class FlaxMsgpackError(ValueError):
@@ -22,6 +22,20 @@ def read_flax_msgpack(data: bytes) -> Any:
     if end != len(data):
         raise FlaxMsgpackError(f'trailing bytes after the msgpack object ({len(data) - end})')
     return value
+
+
+def is_flax_msgpack_file(path) -> bool:
+    """Whether a local file starts like a Flax checkpoint (a msgpack map) rather than a torch
+    file (a zip archive ``PK..``, or a legacy pickle ``0x80 <protocol>``)."""
+    import os.path as osp
+    if not isinstance(path, str) or not osp.isfile(path):
+        return False
+    with open(path, 'rb') as f:
+        head = f.read(2)
+    if not head:
+        return False
+    # 0x81-0x8f: map of 1-15 entries; 0xde/0xdf: map16/map32. A lone 0x80 is a pickle opcode.
+    return 0x81 <= head[0] <= 0x8f or head[0] in (0xde, 0xdf)
 
 
 def _ext(code: int, payload: memoryview) -> Any:

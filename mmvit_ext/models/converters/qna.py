@@ -13,10 +13,10 @@ tree. Transforms (spec table):
     MlpBlock_0/Dense_0|Dense_1/{kernel,bias}         mlp.fc1|fc2, kernel transposed
     Conv_0/kernel (1,1,C,2C) (downsample skip)       skip.weight, permuted to OIHW
   LSAStage_s/MSA_Block_i                             stages.s.{first blocks}
-    MultiHeadSelfAttention_0/to_qkv/kernel (C,3C)    attn.to_qkv.weight, transposed; the columns
-                                                     stay interleaved per head, the layout our
-                                                     WindowMSA reads (no reordering needed)
-    MultiHeadSelfAttention_0/to_out/kernel           attn.to_out.weight, transposed
+    MultiHeadSelfAttention_0/to_qkv/kernel (C,3C)    attn.qkv.weight: columns reordered from per-head
+                                                     interleaved (heads, 3, d) to (3, heads, d),
+                                                     then transposed
+    MultiHeadSelfAttention_0/to_out/kernel           attn.proj.weight, transposed
     .../RelativePositionalEmbedding_0/rpe_bias       attn.rpe_bias (Swin's table and index)
   ClassificationHead_0/LayerNorm_0                  norm3 (the final norm is our stage-4 output norm)
   ClassificationHead_0/head_logits                  head.fc (classifier only)
@@ -28,7 +28,8 @@ from typing import Any, Dict, Mapping
 import numpy as np
 import torch
 
-__all__ = ['params_tree', 'convert_qna', 'load_official_qna', 'is_official_qna']
+__all__ = ['params_tree', 'convert_qna', 'load_official_qna', 'is_official_qna',
+           'msa_qkv_kernel_to_weight']
 
 _TOP = ('StemBlock_0', 'QnAStage_0', 'LSAStage_2', 'ClassificationHead_0')
 
@@ -72,7 +73,15 @@ def _t(a):
     return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
 
 
-def _convert_layer(path: str, leaf: str, arr: np.ndarray):
+def msa_qkv_kernel_to_weight(kernel: np.ndarray, num_heads: int) -> np.ndarray:
+    """Official ``to_qkv`` kernel ``(C, 3C)``, columns ``(heads, 3, d)`` -> a ``(3C, C)`` Linear
+    weight whose rows are ``(3, heads, d)`` (q of every head, then k, then v)."""
+    c = kernel.shape[0]
+    d = kernel.shape[1] // (3 * num_heads)
+    return kernel.reshape(c, num_heads, 3, d).transpose(0, 2, 1, 3).reshape(c, 3 * c).T
+
+
+def _convert_layer(path: str, leaf: str, arr: np.ndarray, msa_heads: int = 0):
     """(our suffix, tensor) of one leaf inside a block (``path`` = module path in the block)."""
     if path.startswith('LayerNorm_'):
         norm = 'norm1' if path == 'LayerNorm_0' else 'norm2'
@@ -89,12 +98,25 @@ def _convert_layer(path: str, leaf: str, arr: np.ndarray):
             return 'attn.attn_scale', _t(arr.reshape(arr.shape[-2], arr.shape[-1]))
         if leaf in names:
             return f'attn.{names[leaf]}', _t(arr)
-    if path in ('FusedKQnA_0/to_v', 'FusedKQnA_0/to_out', 'MultiHeadSelfAttention_0/to_qkv',
-                'MultiHeadSelfAttention_0/to_out') and leaf == 'kernel':
+    if path in ('FusedKQnA_0/to_v', 'FusedKQnA_0/to_out') and leaf == 'kernel':
         return f'attn.{path.split("/")[-1]}.weight', _t(arr.T)
+    if path == 'MultiHeadSelfAttention_0/to_qkv' and leaf == 'kernel' and msa_heads:
+        return 'attn.qkv.weight', _t(msa_qkv_kernel_to_weight(arr, msa_heads))
+    if path == 'MultiHeadSelfAttention_0/to_out' and leaf == 'kernel':
+        return 'attn.proj.weight', _t(arr.T)
     if path == 'MultiHeadSelfAttention_0/RelativePositionalEmbedding_0' and leaf == 'rpe_bias':
         return 'attn.rpe_bias', _t(arr)
     return None
+
+
+def _msa_heads(block: Mapping) -> int:
+    """MSA heads of a block, read off its relative-position table ``((2w-1)^2, heads)``; the
+    qkv column order cannot be undone without it. 0 if the block has no such table."""
+    try:
+        table = block['MultiHeadSelfAttention_0']['RelativePositionalEmbedding_0']['rpe_bias']
+    except (KeyError, TypeError):
+        return 0
+    return int(np.asarray(table).shape[-1])
 
 
 def convert_qna(tree: Mapping, with_head: bool = True) -> Dict[str, torch.Tensor]:
@@ -114,9 +136,10 @@ def convert_qna(tree: Mapping, with_head: bool = True) -> Dict[str, torch.Tensor
         blocks += [(lsa[n], f'LSAStage_{s}/{n}') for n in _block_order(lsa)]
         blocks += [(qna[n], f'QnAStage_{s}/{n}') for n in _block_order(qna)]
         for j, (block, name) in enumerate(blocks):
+            msa_heads = _msa_heads(block)
             for path, arr in _flatten(block).items():
                 module, leaf = path.rsplit('/', 1)
-                converted = _convert_layer(module, leaf, arr)
+                converted = _convert_layer(module, leaf, arr, msa_heads)
                 if converted is None:
                     leftovers[f'{name}/{path}'] = _t(arr)
                 else:
