@@ -23,6 +23,11 @@ BACKBONES = {
     'sgformer-s': dict(type='SGFormer', arch='small'),
     'sgformer-m': dict(type='SGFormer', arch='medium'),
     'sgformer-b': dict(type='SGFormer', arch='base'),
+    # stage 4 global, as in configs/qna/*coco.py and *ade20k*.py
+    'qnavit-t': dict(type='QnAViT', arch='tiny', msa_modes=('window', ) * 3 + ('global', )),
+    'qnavit-t7x7': dict(type='QnAViT', arch='tiny_7x7', msa_modes=('window', ) * 3 + ('global', )),
+    'qnavit-s': dict(type='QnAViT', arch='small', msa_modes=('window', ) * 3 + ('global', )),
+    'qnavit-b': dict(type='QnAViT', arch='base', msa_modes=('window', ) * 3 + ('global', )),
     # mmdet's own Swin-T, as in configs/swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py
     'swin-t': dict(type='mmdet.SwinTransformer', embed_dims=96, depths=[2, 2, 6, 2],
                    num_heads=[3, 6, 12, 24], window_size=7, mlp_ratio=4, qkv_bias=True,
@@ -77,7 +82,8 @@ def qna_case(case):
     if case['op'] == 'local_unfold':
         weight = torch.randn(3 * C, C, device=dev, requires_grad=True)
         params = [weight]
-        fn = lambda: qna.local_attention_unfold(x, weight, heads, k)  # noqa: E731
+        fn = lambda: qna.local_attention_unfold(  # noqa: E731
+            x, weight, heads, k, case.get('unfold_products', 'broadcast'))
     else:
         layer = qna.QnAAttention(C, C, heads, k).to(dev)
         params = list(layer.parameters())

@@ -123,3 +123,7 @@ def test_unfold_local_attention_baseline_is_a_masked_window_softmax():
     nb_v = v[0, 0:2, 2:5].reshape(6, 4)
     expected = torch.softmax(nb_k @ q[0, i, j] / 2, 0) @ nb_v
     assert torch.allclose(out[0, i, j], expected, atol=1e-5)
+    # the batched-matmul form of the baseline computes the same thing
+    x, w = torch.randn(2, 9, 7, 16), torch.randn(48, 16)
+    assert torch.allclose(local_attention_unfold(x, w, 4, 5, products='matmul'),
+                          local_attention_unfold(x, w, 4, 5), atol=1e-5)

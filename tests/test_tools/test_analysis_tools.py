@@ -24,6 +24,17 @@ def test_get_flops_with_shape():
     assert 0.8 < flops < 3.18  # a smaller input costs less
 
 
+def test_get_flops_reads_configs_of_installed_packages():
+    """Baselines such as mmdet's Swin-T are measured with the same counter."""
+    out = _run(['tools/analysis_tools/get_flops.py',
+                'mmpretrain::swin_transformer/swin-tiny_16xb64_in1k.py', '--shape', '224'])
+    assert re.search(r'backbone: params 27\.5\d M, FLOPs 4\.[45]\d G', out), out
+    proc = subprocess.run([sys.executable, 'tools/analysis_tools/get_flops.py',
+                           'mmdet::swin/no-such-config.py'], cwd=REPO, env=run_env(),
+                          capture_output=True, text=True)
+    assert proc.returncode != 0 and 'no such config in the installed mmdet' in proc.stderr
+
+
 def test_attention_benchmark_reports_both_forms_and_ratios():
     out = _run(['tools/analysis_tools/benchmark_attention.py', '--size', '24', '40', '--repeat', '1'])
     assert 'msda_reference (unfold)' in out and 'msda (ours)' in out
@@ -111,6 +122,7 @@ def test_profile_backbone_groups_operator_time():
 def test_attention_benchmark_compares_qna_with_unfold_local_attention():
     out = _run(['tools/analysis_tools/benchmark_attention.py', '--op', 'qna', '--size', '16', '24',
                 '--channels', '16', '--heads', '2', '--kernels', '3', '7', '--mode', 'fwd',
-                '--repeat', '1'])
+                '--repeat', '1', '--unfold-products', 'matmul'])
     rows = [line for line in out.splitlines() if re.match(r'^(3|7) +\| fwd', line)]
     assert len(rows) == 2 and all('x less' in r and r.count('x') >= 2 for r in rows)
+    assert 'unfold products: matmul' in out

@@ -9,7 +9,8 @@ channels, 3 heads, dilations 1/2/3), forward and forward+backward, unfold refere
 ``sg_hybrid`` / ``sg_guided``: an SG-Former H / G attention module of stage ``--stage`` (0-2;
 use 64 channels, 2 heads for SG-Former-S stage 1), step-by-step reference vs fast form.
 ``qna``: the QnA layer vs the usual unfold local attention (per-pixel queries) of the same window,
-for each of ``--kernels`` (default 3 7 11; QnA-ViT-T stage 1: 64 channels, 8 heads).
+for each of ``--kernels`` (default 3 7 11; QnA-ViT-T stage 1: 64 channels, 8 heads);
+``--unfold-products matmul`` computes the baseline's window products as batched matmuls.
 """
 import argparse
 import os.path as osp
@@ -30,7 +31,8 @@ def compare_qna(args):
             for op in ('local_unfold', 'qna'):
                 case = dict(kind='attention', op=op, mode=mode, size=args.size, kernel=k,
                             channels=args.channels, heads=args.heads, batch=args.batch,
-                            device=args.device, threads=args.threads, repeat=args.repeat)
+                            device=args.device, threads=args.threads, repeat=args.repeat,
+                            unfold_products=args.unfold_products)
                 res[op] = run_case_in_subprocess('mmvit_ext.analysis.bench_cases', case)
             base, ours = res['local_unfold'], res['qna']
             rows.append({'k': k, 'mode': mode, 'unfold ms': f'{base["time_ms"]:.1f}',
@@ -40,7 +42,7 @@ def compare_qna(args):
                          'memory': f'{base["peak_mb"] / max(ours["peak_mb"], 1e-9):.1f}x less'})
     print(f'qna vs unfold local attention: B={args.batch}, {args.size[0]}x{args.size[1]}, '
           f'C={args.channels}, {args.heads} heads, {args.device}, threads={args.threads}, '
-          f'best of {args.repeat}')
+          f'best of {args.repeat}, unfold products: {args.unfold_products}')
     print(format_table(rows, list(rows[0])))
 
 
@@ -49,6 +51,8 @@ def main():
     p.add_argument('--op', default='msda', choices=['msda', 'sg_hybrid', 'sg_guided', 'qna'])
     p.add_argument('--kernels', type=int, nargs='+', default=[3, 7, 11],
                    help='qna: window sizes, each compared with the unfold local attention')
+    p.add_argument('--unfold-products', default='broadcast', choices=['broadcast', 'matmul'],
+                   help='qna: how the unfold baseline forms its window products')
     p.add_argument('--stage', type=int, default=0, choices=[0, 1, 2],
                    help='SG-Former stage of the sg_* ops (sets sr and the merge groups)')
     p.add_argument('--size', type=int, nargs=2, default=[200, 336], metavar=('H', 'W'))

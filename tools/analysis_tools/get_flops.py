@@ -2,6 +2,9 @@
 
     python tools/analysis_tools/get_flops.py CONFIG [--shape H [W]] [--cfg-options k=v ...]
 
+CONFIG may also name a config of an installed OpenMMLab package, e.g.
+``mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py`` (for baselines such as Swin-T).
+
 Default shapes follow the community convention: detection 1280x800 (H=800, W=1280), segmentation
 512x2048, classification 224x224. Attention is counted (see mmvit_ext/analysis/complexity.py);
 element-wise ops (softmax, GELU, add) are not, as in fvcore. Weights are not loaded. Unlike mmdet's
@@ -19,6 +22,19 @@ import mmvit_ext  # noqa: E402,F401
 from mmvit_ext.analysis import config_complexity  # noqa: E402
 
 
+def resolve_config_path(config: str) -> str:
+    """``pkg::rel/path.py`` -> the file inside the installed package's ``.mim/configs``."""
+    if '::' not in config:
+        return config
+    from mmengine.config.utils import _get_package_and_cfg_path
+    from mmengine.utils import get_installed_path
+    package, rel = _get_package_and_cfg_path(config)
+    path = osp.join(get_installed_path(package), '.mim', 'configs', rel)
+    if not osp.isfile(path):
+        sys.exit(f'error: {config}: no such config in the installed {package} ({path})')
+    return path
+
+
 def main():
     parser = argparse.ArgumentParser(description='Count params and FLOPs (MACs)')
     parser.add_argument('config')
@@ -28,7 +44,7 @@ def main():
     if args.shape and len(args.shape) not in (1, 2):
         parser.error('--shape takes H or H W')
     shape = (args.shape * 2 if len(args.shape) == 1 else args.shape) if args.shape else None
-    cfg = Config.fromfile(args.config)
+    cfg = Config.fromfile(resolve_config_path(args.config))
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     r = config_complexity(cfg, shape)

@@ -124,12 +124,16 @@ def qna_reference(x, query, key_weight, value_weight, rpe_bias, attn_scale, head
 
 
 def local_attention_unfold(x: torch.Tensor, qkv_weight: torch.Tensor, heads: int,
-                           kernel_size: int) -> torch.Tensor:
+                           kernel_size: int, products: str = 'broadcast') -> torch.Tensor:
     """The usual unfold-based local attention (SASA-style: each pixel's own query over its k x k
     neighbourhood, out-of-image positions masked), the baseline QnA is compared with.
 
     ``x``: ``(B, H, W, C)``; ``qkv_weight``: ``(3F, C)``. Returns ``(B, H, W, F)``.
+    ``products``: 'broadcast' (multiply-and-sum) or 'matmul' (``einsum``, batched matmuls) for
+    the window logits and output; same result, offered so the baseline's form can be checked.
     """
+    if products not in ('broadcast', 'matmul'):
+        raise ValueError(f"products must be 'broadcast' or 'matmul', got {products!r}")
     B, H, W, _ = x.shape
     feats = qkv_weight.shape[0] // 3
     d = feats // heads
@@ -139,9 +143,15 @@ def local_attention_unfold(x: torch.Tensor, qkv_weight: torch.Tensor, heads: int
     cols = cols.reshape(B, 2, heads, d, k * k, H * W)
     inside = F.unfold(x.new_ones(1, 1, H, W), k, padding=pad)[0] > 0  # (k*k, H*W)
     q = q.reshape(B, H * W, heads, d).permute(0, 2, 3, 1)  # (B, h, d, HW)
-    logits = (q[:, :, :, None] * cols[:, 0]).sum(2) / math.sqrt(d)  # (B, h, k*k, HW)
+    if products == 'matmul':
+        logits = torch.einsum('bhdn,bhdkn->bhkn', q, cols[:, 0]) / math.sqrt(d)
+    else:
+        logits = (q[:, :, :, None] * cols[:, 0]).sum(2) / math.sqrt(d)  # (B, h, k*k, HW)
     attn = logits.masked_fill(~inside, float('-inf')).softmax(dim=2)
-    out = (attn[:, :, None] * cols[:, 1]).sum(3)  # (B, h, d, HW)
+    if products == 'matmul':
+        out = torch.einsum('bhkn,bhdkn->bhdn', attn, cols[:, 1])
+    else:
+        out = (attn[:, :, None] * cols[:, 1]).sum(3)  # (B, h, d, HW)
     return out.reshape(B, feats, H, W).permute(0, 2, 3, 1)
 
 
