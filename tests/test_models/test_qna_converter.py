@@ -167,3 +167,34 @@ def test_prefixed_detector_checkpoint_loads_backbone_part(tmp_path):
     dst.init_weights()
     for (k, a), b in zip(src.state_dict().items(), dst.state_dict().values()):
         assert torch.equal(a, b), k
+
+
+def test_converted_classifier_loads_into_the_imagenet_config_and_gives_official_logits(tmp_path):
+    """tools/model_converters/qna2mmvit.py output -> mmpretrain ImageClassifier of
+    configs/qna/qnavit-t_8xb128_in1k.py, strictly, and the logits are the official ones."""
+    import os.path as osp
+    import subprocess
+    import sys
+
+    from mmengine.config import Config
+
+    from mmvit_ext.utils.build import build_model_from_cfg
+
+    from ..conftest import REPO, run_env
+    tree = qna_official_params('tiny', seed=11)
+    src, dst = tmp_path / 'checkpoint_9', tmp_path / 'qnavit-t.pth'
+    src.write_bytes(pack_msgpack({'step': 9, 'params': tree}))
+    proc = subprocess.run([sys.executable, 'tools/model_converters/qna2mmvit.py', str(src),
+                           str(dst), '--arch', 'tiny'], cwd=REPO, env=run_env(),
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    cfg = Config.fromfile(osp.join(REPO, 'configs/qna/qnavit-t_8xb128_in1k.py'))
+    model, scope = build_model_from_cfg(cfg)
+    assert scope == 'mmpretrain'
+    model.load_state_dict(torch.load(dst, weights_only=True), strict=True)
+    x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        logits = model.eval()(x, mode='tensor')
+    expected = torch.from_numpy(qna_official_forward(tree, x.numpy(), 'tiny')).float()
+    assert logits.shape == (1, 1000)
+    assert torch.allclose(logits, expected, atol=2e-4, rtol=1e-4), (logits - expected).abs().max()
