@@ -9,6 +9,10 @@ zero. The handles below count them analytically, in the same MAC convention as t
 * MSDA (``_DilatedLocalAttention``): ``B*h*d*H*W*k*k`` for the logits plus the same for the
   weighted sum -- exactly what the official unfold + matmul form counts.
 
+* Modules whose attention runs on padded buffers (DG-Attention's chunks of group-sorted
+  queries) expose ``exact_attention_flops``, set by their forward to ``2*B*h*N*k*d`` for the N
+  real queries; the traced SDPA count of such a module is replaced by it.
+
 Softmax, GELU and other element-wise ops are not counted, as in fvcore.
 """
 from typing import Any, Dict, List, Sequence, Tuple
@@ -83,6 +87,10 @@ def count_flops(model: nn.Module, inputs: Sequence[torch.Tensor] = None,
     elif isinstance(inputs, torch.Tensor):
         inputs = (inputs, )
     model.eval()
+    exact = [(name, m) for name, m in model.named_modules()
+             if hasattr(m, 'exact_attention_flops')]
+    for _, m in exact:
+        m.exact_attention_flops = 0
     analyzer = FlopAnalyzer(model, tuple(inputs))
     analyzer.set_op_handle(**ATTENTION_FLOP_HANDLES)
     analyzer.unsupported_ops_warnings(False)
@@ -90,7 +98,13 @@ def count_flops(model: nn.Module, inputs: Sequence[torch.Tensor] = None,
     with torch.no_grad():
         flops = analyzer.total()
         by_op = analyzer.by_operator()
+        by_module_op = analyzer.by_module_and_operator() if exact else {}
     attention = sum(v for k, v in by_op.items() if k in ATTENTION_OPERATORS)
+    for name, m in exact:  # padded-buffer SDPA -> the analytic count of the real queries
+        delta = m.exact_attention_flops - by_module_op.get(name, {}).get(
+            'scaled_dot_product_attention', 0)
+        flops += delta
+        attention += delta
     return dict(flops=int(flops), params=count_params(model), attention_flops=int(attention),
                 unsupported=dict(analyzer.unsupported_ops()))
 

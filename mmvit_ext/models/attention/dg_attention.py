@@ -1,0 +1,221 @@
+"""Dynamic group attention (DG-Attention; DGT, Liu et al., IJCAI 2022, arXiv 2203.03937).
+
+Only the paper's description is public (no code, no architecture table), so the details below are
+this project's design, chosen to follow that description:
+
+1. **Groups.** Per image and per head, the queries are clustered with spherical k-means (cosine
+   similarity of L2-normalised queries) for a fixed number of iterations. Initial centroids are
+   the queries at evenly spaced token positions, so the clustering is deterministic and
+   evaluation repeatable. Empty clusters keep their centroid. No gradient flows through it.
+2. **Keys per group.** Each group scores every key with the mean of its (raw, unnormalised)
+   queries, i.e. by the group's mean attention logit, and keeps the top-k keys. Also no gradient.
+3. **Attention.** Every query attends, with an ordinary softmax, to its group's k keys/values.
+   Gradients flow through q, k and v as in any attention.
+
+``num_groups`` and ``topk`` are capped at the token count, so any number of tokens works; with one
+group and ``topk >= N`` the module is ordinary multi-head attention.
+
+Fast form (:func:`grouped_attention`): queries are sorted by group and laid out in chunks of
+``chunk_size`` that each belong to a single group (a group's last chunk is zero-padded), every
+chunk gathers its group's k keys/values, and all chunks go through one
+``scaled_dot_product_attention`` call. The buffer has a fixed bound of ``ceil(N / L) + G`` chunks,
+so shapes are static and nothing loops over groups. No N x N matrix is built: memory is
+``O(N * k)`` at fixed k. Slow form (:func:`dg_attention_reference`): dense logits with a mask
+"query i may see key j iff j is among its group's top-k", for tests.
+"""
+from typing import NamedTuple, Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ['DynamicGroupAttention', 'DGRouting', 'kmeans_groups', 'select_group_keys',
+           'grouped_attention', 'dg_attention_reference']
+
+
+class DGRouting(NamedTuple):
+    """Which group each query is in, and which keys each group attends to."""
+    assign: torch.Tensor  # (BH, N) long, group id of every query
+    key_index: torch.Tensor  # (BH, G, k) long, the keys of every group
+
+
+def _group_sums(x: torch.Tensor, assign: torch.Tensor, groups: int):
+    """Per-group sums of ``x`` (BH, N, d) and member counts (BH, G)."""
+    BH, N, d = x.shape
+    sums = x.new_zeros(BH, groups, d).scatter_add_(1, assign[..., None].expand(-1, -1, d), x)
+    counts = x.new_zeros(BH, groups).scatter_add_(1, assign, x.new_ones(BH, N))
+    return sums, counts
+
+
+@torch.no_grad()
+def kmeans_groups(q: torch.Tensor, num_groups: int, iters: int = 3) -> torch.Tensor:
+    """Spherical k-means of the queries ``(BH, N, d)`` into ``min(num_groups, N)`` groups.
+
+    Deterministic: centroids start at the queries of evenly spaced tokens. Returns ``(BH, N)``
+    group ids. Memory ``O(N * G)``.
+    """
+    BH, N, d = q.shape
+    groups = min(num_groups, N)
+    qn = F.normalize(q.float(), dim=-1)
+    start = torch.linspace(0, N - 1, groups, device=q.device).round().long()
+    centroids = qn[:, start]  # (BH, G, d)
+    assign = (qn @ centroids.transpose(1, 2)).argmax(-1)
+    for _ in range(iters):
+        sums, counts = _group_sums(qn, assign, groups)
+        centroids = torch.where(counts[..., None] > 0, F.normalize(sums, dim=-1), centroids)
+        assign = (qn @ centroids.transpose(1, 2)).argmax(-1)
+    return assign
+
+
+@torch.no_grad()
+def select_group_keys(q: torch.Tensor, k: torch.Tensor, assign: torch.Tensor, groups: int,
+                      topk: int) -> torch.Tensor:
+    """Top-``min(topk, N)`` keys of every group by the group's mean query . key.
+
+    ``q``, ``k``: ``(BH, N, d)``; returns ``(BH, G, k)`` key indices. An empty group gets some
+    keys too (it has no query, so they are never used).
+    """
+    sums, counts = _group_sums(q.float(), assign, groups)
+    mean_q = sums / counts.clamp(min=1)[..., None]
+    scores = mean_q @ k.float().transpose(1, 2)  # (BH, G, N)
+    return scores.topk(min(topk, k.shape[1]), dim=-1).indices
+
+
+def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, routing: DGRouting,
+                      scale: float, chunk_size: int = 64, dropout_p: float = 0.) -> torch.Tensor:
+    """Each query attends to its group's selected keys. ``q, k, v``: ``(BH, N, d)``."""
+    BH, N, d = q.shape
+    assign, key_index = routing
+    groups, kk = key_index.shape[1:]
+    if kk >= k.shape[1]:  # every group sees every key: plain attention, exactly
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, scale=scale)
+    L = min(chunk_size, N)
+    with torch.no_grad():
+        counts = torch.zeros(BH, groups, dtype=torch.long, device=q.device)
+        counts.scatter_add_(1, assign, torch.ones_like(assign))
+        chunks = (counts + L - 1) // L  # chunks per group
+        chunk_end = chunks.cumsum(1)  # (BH, G), inclusive end
+        num_chunks = -(-N // L) + groups  # static bound on sum(chunks)
+        order = assign.argsort(dim=1, stable=True)  # queries sorted by group
+        sorted_group = assign.gather(1, order)
+        group_first = counts.cumsum(1) - counts  # first sorted position of each group
+        rank = torch.arange(N, device=q.device) - group_first.gather(1, sorted_group)
+        slot = (chunk_end - chunks).gather(1, sorted_group) * L + rank  # padded position
+        chunk_ids = torch.arange(num_chunks, device=q.device).expand(BH, -1).contiguous()
+        chunk_group = torch.searchsorted(chunk_end, chunk_ids, right=True).clamp(max=groups - 1)
+        chunk_keys = key_index.gather(1, chunk_group[..., None].expand(-1, -1, kk))
+    sorted_q = q.gather(1, order[..., None].expand(-1, -1, d))
+    padded = q.new_zeros(BH, num_chunks * L, d).scatter(1, slot[..., None].expand(-1, -1, d),
+                                                        sorted_q)
+    flat_keys = chunk_keys.reshape(BH, -1, 1).expand(-1, -1, d)
+    kc = k.gather(1, flat_keys).reshape(BH, num_chunks, kk, d)
+    vc = v.gather(1, flat_keys).reshape(BH, num_chunks, kk, d)
+    out = F.scaled_dot_product_attention(padded.reshape(BH, num_chunks, L, d), kc, vc,
+                                         dropout_p=dropout_p, scale=scale)
+    out_sorted = out.reshape(BH, num_chunks * L, d).gather(1, slot[..., None].expand(-1, -1, d))
+    return torch.zeros_like(q).scatter(1, order[..., None].expand(-1, -1, d), out_sorted)
+
+
+def dg_attention_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                           routing: DGRouting, scale: float) -> torch.Tensor:
+    """Dense masked form: ``softmax(q k^T * scale, masked to the group's keys) v``. O(N^2)."""
+    BH, N, _ = q.shape
+    assign, key_index = routing
+    allowed = torch.zeros(BH, key_index.shape[1], N, dtype=torch.bool, device=q.device)
+    allowed.scatter_(2, key_index, True)  # group g may see key j
+    mask = allowed.gather(1, assign[..., None].expand(-1, -1, N))  # (BH, N, N)
+    logits = (q @ k.transpose(1, 2)) * scale
+    return logits.masked_fill(~mask, float('-inf')).softmax(-1) @ v
+
+
+class DynamicGroupAttention(nn.Module):
+    """Multi-head DG-Attention on ``(B, N, C)`` tokens.
+
+    Args:
+        embed_dims, num_heads: width and heads; q/k/v from one ``qkv`` Linear ((3, heads, d)
+            output order), output through ``proj``.
+        num_groups: query groups per image and head (capped at N).
+        topk: keys per group (capped at N); ``None`` = all keys (global attention).
+        kmeans_iters: Lloyd iterations after the deterministic initial assignment.
+        chunk_size: queries per chunk in the fast form (a group's last chunk is padded).
+        keep_routing: keep the last forward's :class:`DGRouting` (heads of image 0) in
+            ``last_routing``, for visualisation.
+    """
+
+    def __init__(self,
+                 embed_dims: int,
+                 num_heads: int,
+                 num_groups: int = 8,
+                 topk: Optional[int] = 64,
+                 kmeans_iters: int = 3,
+                 chunk_size: int = 64,
+                 qkv_bias: bool = True,
+                 qk_scale: Optional[float] = None,
+                 attn_drop: float = 0.,
+                 proj_drop: float = 0.,
+                 keep_routing: bool = False):
+        super().__init__()
+        if embed_dims % num_heads:
+            raise ValueError(f'embed_dims ({embed_dims}) must be divisible by num_heads '
+                             f'({num_heads})')
+        if num_groups < 1 or (topk is not None and topk < 1) or kmeans_iters < 0 \
+                or chunk_size < 1:
+            raise ValueError('num_groups, topk and chunk_size must be >= 1 and kmeans_iters '
+                             f'>= 0, got {num_groups}, {topk}, {chunk_size}, {kmeans_iters}')
+        self.embed_dims, self.num_heads = embed_dims, num_heads
+        self.num_groups, self.topk = num_groups, topk
+        self.kmeans_iters, self.chunk_size = kmeans_iters, chunk_size
+        self.scale = qk_scale or (embed_dims // num_heads)**-0.5
+        self.qkv = nn.Linear(embed_dims, 3 * embed_dims, bias=qkv_bias)
+        self.attn_drop = attn_drop
+        self.proj = nn.Linear(embed_dims, embed_dims)
+        self.proj_drop = nn.Dropout(proj_drop)
+        self.keep_routing = keep_routing
+        self.last_routing: Optional[DGRouting] = None
+        self.exact_attention_flops = 0  # q k^T + attn v MACs of the last forward (see analysis)
+
+    def _qkv(self, x):
+        B, N, C = x.shape
+        d = C // self.num_heads
+        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, d).permute(2, 0, 3, 1, 4)
+        return [t.reshape(B * self.num_heads, N, d) for t in qkv]
+
+    def routing(self, q: torch.Tensor, k: torch.Tensor) -> DGRouting:
+        """Groups (k-means of the queries) and their keys (top-k), no gradient."""
+        N = q.shape[1]
+        assign = kmeans_groups(q, self.num_groups, self.kmeans_iters)
+        groups = min(self.num_groups, N)
+        topk = N if self.topk is None else min(self.topk, N)
+        if groups == 1 and topk == N:
+            key_index = torch.arange(N, device=q.device).expand(q.shape[0], 1, N)
+        else:
+            key_index = select_group_keys(q, k, assign, groups, topk)
+        return DGRouting(assign, key_index)
+
+    def _finish(self, out, B, N, C, routing):
+        if self.keep_routing:
+            self.last_routing = DGRouting(*(t[:self.num_heads].detach() for t in routing))
+        self.exact_attention_flops = 2 * out.shape[0] * N * routing.key_index.shape[-1] * (
+            C // self.num_heads)
+        out = out.reshape(B, self.num_heads, N, -1).transpose(1, 2).reshape(B, N, C)
+        return self.proj_drop(self.proj(out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, N, C = x.shape
+        q, k, v = self._qkv(x)
+        routing = self.routing(q, k)
+        out = grouped_attention(q, k, v, routing, self.scale, self.chunk_size,
+                                self.attn_drop if self.training else 0.)
+        return self._finish(out, B, N, C, routing)
+
+    def forward_reference(self, x: torch.Tensor) -> torch.Tensor:
+        """Same routing, dense masked attention (no attention dropout)."""
+        B, N, C = x.shape
+        q, k, v = self._qkv(x)
+        routing = self.routing(q, k)
+        out = dg_attention_reference(q, k, v, routing, self.scale)
+        return self._finish(out, B, N, C, routing)
+
+    def extra_repr(self) -> str:
+        return (f'{self.embed_dims}, heads={self.num_heads}, groups={self.num_groups}, '
+                f'topk={self.topk}, kmeans_iters={self.kmeans_iters}')

@@ -1,0 +1,247 @@
+"""DGT-style backbone: Dynamic Group Transformer (Liu, Wu, Liu, Guo; IJCAI 2022, arXiv 2203.03937).
+
+No official code, weights or architecture table of DGT exist. What is known: DG-Attention (k-means
+query groups, top-k keys per group), a convolutional stem, conditional position embeddings and an
+inverted-residual FFN, the terms of the CMT family. So everything below is **this project's
+design, "DGT-style"**; no paper number is reproduced:
+
+* stem: three 3x3 convs (the first with stride 2), each followed by GELU then BatchNorm (CMT);
+* before every stage a 2x2 stride-2 conv + LayerNorm (strides 4/8/16/32 overall);
+* blocks: ``x + dwconv3x3(x)`` (conditional position encoding), then
+  ``x + DropPath(DGA(LN(x)))`` and ``x + DropPath(IRFFN(LN(x)))``;
+* IRFFN: 1x1 conv -> GELU -> BN, ``+ dwconv3x3`` -> GELU -> BN, 1x1 conv -> BN (CMT);
+* DG-Attention in every stage; stage 4 with one group and all keys, i.e. global attention (its
+  map is 7x7 at 224 and about 1,000 tokens at detection sizes).
+
+Any input size: the stem and the 2x2 patch convs pad odd sizes at the bottom/right, so the maps
+are ``ceil(H / 4)``, ... ``ceil(H / 32)``; DG-Attention has no windows and needs no padding.
+"""
+import math
+from typing import Dict, Optional, Sequence, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torch.utils.checkpoint as cp
+from mmengine.logging import print_log
+from mmengine.model import BaseModule
+
+from ...checkpoint import load_pretrained
+from ...registry import MODELS
+from ..attention.dg_attention import DynamicGroupAttention
+from ..layers import (DropPath, check_stage_indices, freeze, pretrained_to_init_cfg,
+                      resolve_arch)
+
+__all__ = ['DGT']
+
+
+class ConvGeluBN(nn.Sequential):
+    """Conv -> GELU -> BatchNorm (CMT's order)."""
+
+    def __init__(self, in_ch, out_ch, kernel_size, stride=1, groups=1):
+        super().__init__(
+            nn.Conv2d(in_ch, out_ch, kernel_size, stride, kernel_size // 2, groups=groups),
+            nn.GELU(), nn.BatchNorm2d(out_ch))
+
+
+class IRFFN(nn.Module):
+    """Inverted residual FFN on NHWC maps: expand, depthwise 3x3 with a residual, project."""
+
+    def __init__(self, dims, ratio=4.):
+        super().__init__()
+        hidden = int(dims * ratio)
+        self.expand = ConvGeluBN(dims, hidden, 1)
+        self.dwconv = ConvGeluBN(hidden, hidden, 3, groups=hidden)
+        self.project = nn.Sequential(nn.Conv2d(hidden, dims, 1), nn.BatchNorm2d(dims))
+
+    def forward(self, x):  # (B, H, W, C)
+        x = self.expand(x.permute(0, 3, 1, 2))
+        x = x + self.dwconv(x)
+        return self.project(x).permute(0, 2, 3, 1)
+
+
+class DGTBlock(nn.Module):
+    """CPE, then pre-norm DG-Attention and IRFFN, on NHWC maps."""
+
+    def __init__(self, dims, num_heads, num_groups, topk, mlp_ratio=4., kmeans_iters=3,
+                 drop_path_rate=0., with_cp=False):
+        super().__init__()
+        self.with_cp = with_cp
+        self.cpe = nn.Conv2d(dims, dims, 3, 1, 1, groups=dims)
+        self.norm1 = nn.LayerNorm(dims, eps=1e-6)
+        self.attn = DynamicGroupAttention(dims, num_heads, num_groups, topk, kmeans_iters)
+        self.drop_path = DropPath(drop_path_rate)
+        self.norm2 = nn.LayerNorm(dims, eps=1e-6)
+        self.ffn = IRFFN(dims, mlp_ratio)
+
+    def _forward(self, x):
+        B, H, W, C = x.shape
+        x = x + self.cpe(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        x = x + self.drop_path(self.attn(self.norm1(x).reshape(B, H * W, C)).reshape(B, H, W, C))
+        return x + self.drop_path(self.ffn(self.norm2(x)))
+
+    def forward(self, x):
+        if self.with_cp and x.requires_grad:
+            return cp.checkpoint(self._forward, x, use_reentrant=False)
+        return self._forward(x)
+
+
+class PatchConv(nn.Module):
+    """2x2 stride-2 conv + LayerNorm, NCHW or NHWC in, NHWC out; odd sizes padded."""
+
+    def __init__(self, in_ch, out_ch):
+        super().__init__()
+        self.proj = nn.Conv2d(in_ch, out_ch, 2, 2)
+        self.norm = nn.LayerNorm(out_ch, eps=1e-6)
+
+    def forward(self, x):  # NCHW
+        H, W = x.shape[2:]
+        if H % 2 or W % 2:
+            x = F.pad(x, (0, W % 2, 0, H % 2))
+        return self.norm(self.proj(x).permute(0, 2, 3, 1))
+
+
+@MODELS.register_module()
+class DGT(BaseModule):
+    """DGT-style backbone (hyper-parameters are this project's; see configs/dgt/README.md).
+
+    Args:
+        arch (str | dict): 'tiny', 'small', 'base' (or 't', 's', 'b'), or a dict with
+            ``embed_dims``, ``depths``, ``num_heads`` (4 ints each), ``num_groups`` and ``topk``
+            (4 values; ``topk`` None = all keys) and ``stem_channels``.
+        mlp_ratio: IRFFN expansion.
+        kmeans_iters: k-means iterations of every DG-Attention.
+        drop_path_rate: linear over all blocks.
+        out_indices, frozen_stages, with_cp, init_cfg: as for the other backbones; each output is
+            its stage's LayerNorm ``norm{i}``.
+    """
+    arch_zoo = {
+        # sized to Swin-T/S/B's compute at 224: 4.56 / 8.80 / 15.28 GMACs (4.5 / 8.7 / 15.4)
+        'tiny': dict(embed_dims=(64, 128, 256, 512), depths=(3, 4, 12, 3),
+                     num_heads=(2, 4, 8, 16), num_groups=(16, 8, 4, 1),
+                     topk=(256, 192, 128, None), stem_channels=32),
+        'small': dict(embed_dims=(96, 192, 384, 768), depths=(2, 4, 13, 2),
+                      num_heads=(3, 6, 12, 24), num_groups=(16, 8, 4, 1),
+                      topk=(256, 192, 128, None), stem_channels=32),
+        'base': dict(embed_dims=(128, 256, 512, 1024), depths=(2, 4, 13, 2),
+                     num_heads=(4, 8, 16, 32), num_groups=(16, 8, 4, 1),
+                     topk=(256, 192, 128, None), stem_channels=48),
+    }
+    arch_aliases = {'t': 'tiny', 's': 'small', 'b': 'base'}
+    num_stages = 4
+
+    def __init__(self,
+                 arch: Union[str, Dict] = 'tiny',
+                 in_channels: int = 3,
+                 mlp_ratio: float = 4.,
+                 kmeans_iters: int = 3,
+                 drop_path_rate: float = 0.1,
+                 out_indices: Sequence[int] = (0, 1, 2, 3),
+                 frozen_stages: int = -1,
+                 with_cp: bool = False,
+                 pretrained: Optional[str] = None,
+                 init_cfg: Optional[Dict] = None):
+        super().__init__(init_cfg=pretrained_to_init_cfg(pretrained, init_cfg, 'DGT'))
+        arch = resolve_arch(arch, self.arch_zoo, self.arch_aliases,
+                            ('embed_dims', 'depths', 'num_heads', 'num_groups', 'topk',
+                             'stem_channels'), 'DGT')
+        for key in ('embed_dims', 'depths', 'num_heads', 'num_groups', 'topk'):
+            if len(arch[key]) != self.num_stages:
+                raise ValueError(f'DGT arch {key!r} needs {self.num_stages} values, got '
+                                 f'{arch[key]}')
+        out_indices = check_stage_indices(out_indices, frozen_stages, self.num_stages)
+        self.embed_dims = list(arch['embed_dims'])
+        self.num_features = self.embed_dims
+        self.depths = tuple(arch['depths'])
+        self.out_indices, self.frozen_stages = out_indices, frozen_stages
+        sc = arch['stem_channels']
+        self.stem = nn.Sequential(ConvGeluBN(in_channels, sc, 3, 2), ConvGeluBN(sc, sc, 3),
+                                  ConvGeluBN(sc, sc, 3))
+        dpr = torch.linspace(0, drop_path_rate, sum(self.depths)).tolist()
+        self.patch_convs = nn.ModuleList()
+        self.stages = nn.ModuleList()
+        for i in range(self.num_stages):
+            dims = self.embed_dims[i]
+            self.patch_convs.append(PatchConv(sc if i == 0 else self.embed_dims[i - 1], dims))
+            self.stages.append(nn.ModuleList(
+                DGTBlock(dims, arch['num_heads'][i], arch['num_groups'][i], arch['topk'][i],
+                         mlp_ratio, kmeans_iters, dpr[sum(self.depths[:i]) + j], with_cp)
+                for j in range(self.depths[i])))
+        for i in out_indices:
+            self.add_module(f'norm{i}', nn.LayerNorm(self.embed_dims[i], eps=1e-6))
+
+    def init_weights(self):
+        cfg = self.init_cfg
+        if cfg is not None and cfg.get('type') == 'Pretrained':
+            if not cfg.get('checkpoint'):
+                raise ValueError("init_cfg of type 'Pretrained' needs a 'checkpoint'")
+            unused = tuple(f'norm{i}.' for i in range(4) if i not in self.out_indices)
+            load_pretrained(self, cfg['checkpoint'], prefix=cfg.get('prefix'),
+                            allowed_missing=[r'^norm[0-3]\.'], drop=('head.', ) + unused)
+            return
+        if cfg is not None:
+            super().init_weights()
+            return
+        print_log('DGT: no pretrained weights (init_cfg=None), training starts from scratch',
+                  logger='current')
+        for m in self.modules():  # trunc-normal linears, fan-out normal convs, unit norms
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Conv2d):
+                fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
+                nn.init.normal_(m.weight, 0, math.sqrt(2.0 / fan_out))
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, (nn.LayerNorm, nn.BatchNorm2d)):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def _freeze_stages(self):
+        if self.frozen_stages < 0:
+            return
+        frozen = [self.stem]
+        for i in range(self.frozen_stages):
+            frozen += [self.patch_convs[i], self.stages[i]]
+            if i in self.out_indices:
+                frozen.append(getattr(self, f'norm{i}'))
+        freeze(frozen)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self._freeze_stages()
+        return self
+
+    def get_layer_depth(self, param_name: str, prefix: str = ''):
+        """Layer id for layer-wise lr decay: stem 0, each stage's patch conv with its first
+        block, blocks 1..N in order, output norms last."""
+        num_layers = sum(self.depths) + 2
+        name = param_name[len(prefix):] if param_name.startswith(prefix) else None
+        if name is None:
+            return num_layers - 1, num_layers
+        if name.startswith('stem.'):
+            return 0, num_layers
+        parts = name.split('.')
+        if parts[0] == 'patch_convs':
+            return sum(self.depths[:int(parts[1])]) + 1, num_layers
+        if parts[0] == 'stages':
+            return sum(self.depths[:int(parts[1])]) + int(parts[2]) + 1, num_layers
+        return num_layers - 1, num_layers
+
+    def forward(self, x: torch.Tensor):
+        if x.dim() != 4:
+            raise ValueError(f'DGT expects (N, C, H, W) images, got shape {tuple(x.shape)}')
+        x = self.stem(x)
+        outs = []
+        last = max(self.out_indices)
+        for i in range(self.num_stages):
+            x = self.patch_convs[i](x)  # NHWC
+            for block in self.stages[i]:
+                x = block(x)
+            if i in self.out_indices:
+                outs.append(getattr(self, f'norm{i}')(x).permute(0, 3, 1, 2).contiguous())
+            if i == last:
+                break
+            x = x.permute(0, 3, 1, 2)
+        return tuple(outs)

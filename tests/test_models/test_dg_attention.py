@@ -1,0 +1,156 @@
+"""DG-Attention: fast grouped form vs dense masked reference, routing, limits, memory, FLOPs."""
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from mmvit_ext.analysis import count_flops
+from mmvit_ext.models.attention.dg_attention import (DGRouting, DynamicGroupAttention,
+                                                     grouped_attention, kmeans_groups,
+                                                     select_group_keys)
+
+
+@pytest.mark.parametrize('n,groups,topk,chunk', [
+    (50, 4, 10, 8), (200, 5, 37, 16), (333, 16, 20, 64), (64, 3, 64, 8),  # k = N: all keys
+    (7, 8, 10, 4),  # fewer tokens than groups and than k
+    (1, 3, 3, 64),  # a single token
+])
+def test_fast_equals_dense_masked_reference(n, groups, topk, chunk):
+    torch.manual_seed(n)
+    m = DynamicGroupAttention(32, 4, groups, topk, chunk_size=chunk).double()
+    x = torch.randn(2, n, 32, dtype=torch.float64, requires_grad=True)
+    out, ref = m(x), m.forward_reference(x)
+    assert torch.allclose(out, ref, atol=1e-10)
+    g = torch.randn_like(out)
+    params = [x] + list(m.parameters())
+    for a, b in zip(torch.autograd.grad(out, params, g), torch.autograd.grad(ref, params, g)):
+        assert torch.allclose(a, b, atol=1e-9)
+
+
+def test_one_group_with_all_keys_is_multi_head_attention():
+    torch.manual_seed(0)
+    m = DynamicGroupAttention(32, 4, num_groups=1, topk=None).eval()
+    x = torch.randn(2, 45, 32)
+    q, k, v = m.qkv(x).reshape(2, 45, 3, 4, 8).permute(2, 0, 3, 1, 4)
+    attn = (q @ k.transpose(-2, -1) / 8**0.5).softmax(-1)
+    expected = m.proj((attn @ v).transpose(1, 2).reshape(2, 45, 32))
+    assert torch.allclose(m(x), expected, atol=1e-5)
+    m.topk = 45  # a k of all tokens is the same thing
+    assert torch.allclose(m(x), expected, atol=1e-5)
+
+
+def test_extremely_unbalanced_groups():
+    """All queries equal except one: one group holds N - 1 queries, the chunk bound holds."""
+    torch.manual_seed(0)
+    q = torch.randn(1, 1, 8).expand(2, 130, 8).clone().double()
+    q[:, 7] = -q[:, 7]
+    k, v = torch.randn(2, 130, 8).double(), torch.randn(2, 130, 8).double()
+    assign = kmeans_groups(q, 6, 3)
+    assert (assign == assign[:, :1]).sum(1).tolist() == [129, 129]
+    keys = select_group_keys(q, k, assign, 6, 16)
+    from mmvit_ext.models.attention.dg_attention import dg_attention_reference
+    fast = grouped_attention(q, k, v, DGRouting(assign, keys), 0.3, chunk_size=16)
+    assert torch.allclose(fast, dg_attention_reference(q, k, v, DGRouting(assign, keys), 0.3))
+
+
+def test_kmeans_finds_separated_clusters_deterministically_without_grad():
+    torch.manual_seed(0)
+    centres = F.normalize(torch.randn(3, 16), dim=-1) * 4
+    labels = torch.arange(90) % 3
+    q = (centres[labels] + 0.1 * torch.randn(90, 16))[None].requires_grad_()
+    assign = kmeans_groups(q, 3, iters=5)
+    assert not assign.requires_grad and assign.dtype == torch.long
+    # same partition as the truth (up to renaming the groups)
+    pairs = {(int(a), int(b)) for a, b in zip(assign[0], labels)}
+    assert len(pairs) == 3 and len({a for a, _ in pairs}) == 3
+    assert torch.equal(assign, kmeans_groups(q, 3, iters=5))  # repeatable
+
+
+def test_group_keys_are_the_top_k_of_the_mean_query():
+    torch.manual_seed(0)
+    q, k = torch.randn(2, 40, 8), torch.randn(2, 40, 8)
+    assign = kmeans_groups(q, 4, 2)
+    keys = select_group_keys(q, k, assign, 4, 5)
+    for b in range(2):
+        for g in range(4):
+            members = q[b, assign[b] == g]
+            if len(members):
+                expected = (members.mean(0) @ k[b].T).topk(5).indices
+                assert set(keys[b, g].tolist()) == set(expected.tolist())
+
+
+def test_a_query_ignores_keys_outside_its_group_selection():
+    torch.manual_seed(0)
+    m = DynamicGroupAttention(16, 1, num_groups=3, topk=4).eval()
+    x = torch.randn(1, 30, 16)
+    with torch.no_grad():
+        q, k, v = m._qkv(x)
+        routing = m.routing(q, k)
+        out = grouped_attention(q, k, v, routing, m.scale)
+        g0 = routing.assign[0, 0]
+        unseen = [j for j in range(30) if j not in routing.key_index[0, g0].tolist()]
+        v2 = v.clone()
+        v2[0, unseen] += 100.
+        out2 = grouped_attention(q, k, v2, routing, m.scale)
+    members = routing.assign[0] == g0
+    assert torch.allclose(out[0, members], out2[0, members])
+    assert not torch.allclose(out, out2)
+
+
+class _LargestTensor(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.largest = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in (out if isinstance(out, (tuple, list)) else (out, )):
+            if isinstance(t, torch.Tensor):
+                self.largest = max(self.largest, t.numel())
+        return out
+
+
+def test_no_n_by_n_tensor_and_memory_linear_in_tokens():
+    """The largest tensor of forward + backward grows like N (at fixed groups and k), and stays
+    far below N^2; the dense reference builds N x N."""
+    m = DynamicGroupAttention(16, 2, num_groups=4, topk=32)
+    sizes = {}
+    for n in (1024, 4096):
+        x = torch.randn(1, n, 16, requires_grad=True)
+        with _LargestTensor() as mode:
+            m(x).sum().backward()
+        sizes[n] = mode.largest
+        assert sizes[n] < n * n / 8
+    assert sizes[4096] <= 4.5 * sizes[1024]
+    with _LargestTensor() as mode:
+        m.forward_reference(torch.randn(1, 1024, 16))
+    assert mode.largest >= 2 * 1024 * 1024
+
+
+def test_flops_count_the_selected_keys_exactly():
+    class Wrap(torch.nn.Module):
+        def __init__(self, **kw):
+            super().__init__()
+            self.attn = DynamicGroupAttention(64, 2, **kw)
+
+        def forward(self, x):
+            return self.attn(x)
+
+    n = 3136
+    linears = n * 64 * 3 * 64 + n * 64 * 64
+    r = count_flops(Wrap(num_groups=1, topk=None), inputs=(torch.randn(1, n, 64), ))
+    assert r['flops'] == linears + 2 * n * n * 64  # global: q k^T and attn v
+    r = count_flops(Wrap(num_groups=8, topk=64, kmeans_iters=3), inputs=(torch.randn(1, n, 64), ))
+    core = 2 * n * 64 * 64  # every query: 64 keys, both products, all heads
+    kmeans = 4 * n * 8 * 64 + n * 8 * 64  # 1 + 3 assignments, then the centroid-key scores
+    assert r['attention_flops'] == core + kmeans and r['flops'] == linears + core + kmeans
+
+
+def test_routing_is_kept_for_visualisation_and_bad_settings_are_refused():
+    m = DynamicGroupAttention(16, 2, 3, 5, keep_routing=True)
+    m(torch.randn(2, 20, 16))
+    assert m.last_routing.assign.shape == (2, 20) and m.last_routing.key_index.shape == (2, 3, 5)
+    with pytest.raises(ValueError, match='divisible'):
+        DynamicGroupAttention(10, 3)
+    with pytest.raises(ValueError, match='>= 1'):
+        DynamicGroupAttention(16, 2, num_groups=0)
