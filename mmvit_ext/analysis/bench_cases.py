@@ -28,6 +28,9 @@ BACKBONES = {
     'qnavit-t7x7': dict(type='QnAViT', arch='tiny_7x7', msa_modes=('window', ) * 3 + ('global', )),
     'qnavit-s': dict(type='QnAViT', arch='small', msa_modes=('window', ) * 3 + ('global', )),
     'qnavit-b': dict(type='QnAViT', arch='base', msa_modes=('window', ) * 3 + ('global', )),
+    'dgt-t': dict(type='DGT', arch='tiny'),
+    'dgt-s': dict(type='DGT', arch='small'),
+    'dgt-b': dict(type='DGT', arch='base'),
     # mmdet's own Swin-T, as in configs/swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py
     'swin-t': dict(type='mmdet.SwinTransformer', embed_dims=96, depths=[2, 2, 6, 2],
                    num_heads=[3, 6, 12, 24], window_size=7, mlp_ratio=4, qkv_bias=True,
@@ -102,9 +105,49 @@ def qna_case(case):
     return run
 
 
+DGA_OPS = ('dga', 'dga_reference', 'dga_routing', 'dga_kmeans', 'global')
+
+
+def dga_case(case):
+    """DG-Attention on ``N`` tokens: fast form, dense masked reference, the routing alone
+    (k-means + top-k on given q, k), k-means alone, or the same module as global attention."""
+    from mmvit_ext.models.attention import dg_attention as dg
+    B, C, heads, dev = case['batch'], case['channels'], case['heads'], case['device']
+    N = case['size'][0] * case['size'][1]
+    glob = case['op'] == 'global'
+    module = dg.DynamicGroupAttention(C, heads, 1 if glob else case['groups'],
+                                      None if glob else case['topk'],
+                                      case.get('kmeans_iters', 3)).to(dev)
+    backward = case['mode'] == 'fwdbwd'
+    x = torch.randn(B, N, C, device=dev, requires_grad=backward)
+    if case['op'] in ('dga_routing', 'dga_kmeans'):
+        with torch.no_grad():
+            q, k, _ = module._qkv(x)
+        if case['op'] == 'dga_kmeans':
+            fn = lambda: dg.kmeans_groups(q, module.num_groups, module.kmeans_iters)  # noqa: E731
+        else:
+            fn = lambda: module.routing(q, k)  # noqa: E731
+    else:
+        fn = module.forward_reference if case['op'] == 'dga_reference' else module.forward
+        fn = (lambda f: (lambda: f(x)))(fn)
+
+    def run():
+        if backward and case['op'] not in ('dga_routing', 'dga_kmeans'):
+            fn().sum().backward()
+            for p in list(module.parameters()) + [x]:
+                p.grad = None
+        else:
+            with torch.no_grad():
+                fn()
+
+    return run
+
+
 def attention_case(case):
     if case['op'].startswith('sg_'):
         return sg_attention_case(case)
+    if case['op'] in DGA_OPS:
+        return dga_case(case)
     if case['op'] in ('qna', 'qna_reference', 'local_unfold'):
         return qna_case(case)
     from mmvit_ext.models.attention import msda

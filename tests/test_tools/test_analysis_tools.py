@@ -126,3 +126,55 @@ def test_attention_benchmark_compares_qna_with_unfold_local_attention():
     rows = [line for line in out.splitlines() if re.match(r'^(3|7) +\| fwd', line)]
     assert len(rows) == 2 and all('x less' in r and r.count('x') >= 2 for r in rows)
     assert 'unfold products: matmul' in out
+
+
+def test_visualize_dgt_groups_draws_one_colour_per_group_and_the_selected_keys(tmp_path):
+    import cv2
+    import numpy as np
+    import torch
+
+    from mmvit_ext.analysis.dgt_groups import collect_routing, draw_groups, group_colours
+    from mmvit_ext.models.backbones import DGT
+    arch = dict(embed_dims=(16, 32, 64, 128), depths=(1, 1, 1, 1), num_heads=(1, 2, 4, 8),
+                num_groups=(4, 4, 2, 1), topk=(16, 16, 8, None), stem_channels=8)
+    ckpt = tmp_path / 'dgt.pth'
+    torch.manual_seed(0)
+    torch.save({'backbone.' + k: v for k, v in DGT(arch).state_dict().items()}, ckpt)
+    cfg = tmp_path / 'cfg.py'
+    cfg.write_text(f'model = dict(backbone=dict(type="DGT", arch={arch!r}))\n')
+    img = np.zeros((96, 128, 3), np.uint8)
+    img[:, 64:] = (0, 0, 255)
+    cv2.imwrite(str(tmp_path / 'img.png'), img)
+    out_dir = tmp_path / 'vis'
+    out = _run(['tools/analysis_tools/visualize_dgt_groups.py', str(tmp_path / 'img.png'),
+                str(out_dir), '--config', str(cfg), '--checkpoint', str(ckpt), '--stage', '0',
+                '--group', '1', '--short-side', '0'])
+    assert 'stage0_block0_head0: 24x32 tokens' in out and '16 keys per group' in out
+    assert cv2.imread(str(out_dir / 'stage0_block0_head0_groups.png')).shape == (96, 128, 3)
+    keys = cv2.imread(str(out_dir / 'stage0_block0_head0_group1_keys.png'))
+    assert keys.shape == (96, 128, 3)
+    # the drawing: every token's 4x4 cell has exactly its group's colour (alpha 1)
+    backbone = DGT(arch, out_indices=(3, ))
+    r = collect_routing(backbone, img[..., ::-1].copy(), stage=0, block=0)
+    drawn = draw_groups(np.zeros_like(img), r['groups'], alpha=1.)
+    colours = group_colours(int(r['groups'].max()) + 1)
+    assert np.array_equal(drawn[4 * 5 + 1, 4 * 7 + 2], colours[r['groups'][5, 7]])
+    assert r['keys'].shape == (4, 16)
+    proc = subprocess.run([sys.executable, 'tools/analysis_tools/visualize_dgt_groups.py',
+                           str(tmp_path / 'img.png'), str(out_dir), '--config', str(cfg),
+                           '--block', '3'], cwd=REPO, env=run_env(), capture_output=True,
+                          text=True)
+    assert proc.returncode != 0 and 'stage 0 has 1 blocks, got block 3' in proc.stderr
+
+
+def test_attention_benchmark_compares_dga_with_global_and_the_dense_reference():
+    out = _run(['tools/analysis_tools/benchmark_attention.py', '--op', 'dga', '--size', '16', '24',
+                '--channels', '16', '--heads', '2', '--groups', '4', '--topk', '32',
+                '--mode', 'fwd', '--repeat', '1'])
+    assert 'DG-Attention (ours)' in out and 'global attention (SDPA)' in out
+    assert re.search(r'dense masked reference +\| fwd +\| [\d.]+ ', out)
+    assert re.search(r'of which k-means +\| fwd .*% of the forward', out)
+    out = _run(['tools/analysis_tools/benchmark_attention.py', '--op', 'dga', '--size', '16', '24',
+                '--channels', '16', '--heads', '2', '--mode', 'fwd', '--repeat', '1',
+                '--max-reference-gb', '0.0001'])
+    assert re.search(r'dense masked reference +\| fwd +\| skipped \| needs ~3 MB', out)

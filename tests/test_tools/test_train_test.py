@@ -19,6 +19,7 @@ SEG_CFG = 'configs/_small_/dilateformer-demo_upernet_small-ade20k.py'
 CLS_CFG = 'configs/_small_/dilateformer-demo_small-imagenet.py'
 SGFORMER_DET_CFG = 'configs/_small_/mask-rcnn_sgformer-demo_fpn_small-coco.py'
 QNA_DET_CFG = 'configs/_small_/mask-rcnn_qnavit-demo_fpn_small-coco.py'
+DGT_DET_CFG = 'configs/_small_/mask-rcnn_dgt-demo_fpn_small-coco.py'
 
 
 def _run(args, timeout=600, **kw):
@@ -77,6 +78,20 @@ def test_qna_detection_training_lowers_the_loss(small_data, tmp_path):
     opts = _det_options(small_data, epochs=3) + ['optim_wrapper.optimizer.lr=2e-4',
                                                  'param_scheduler.0.end=4']
     out = _run([sys.executable, 'tools/train.py', QNA_DET_CFG, '--work-dir', work,
+                '--cfg-options', *opts])
+    losses = [float(x) for x in re.findall(r'Epoch\(train\).*? loss: ([0-9.]+)', out)]
+    assert len(losses) == 12, out[-3000:]  # 8 images / 2 per batch x 3 epochs, logged each iter
+    assert sum(losses[-3:]) / 3 < 0.8 * losses[0], losses
+    assert 'coco/bbox_mAP' in out and osp.isfile(osp.join(work, 'epoch_3.pth'))
+
+
+def test_dgt_detection_training_lowers_the_loss(small_data, tmp_path):
+    """DGT through tools/train.py: 3 epochs on the small COCO-format set (k-means groups and
+    top-k keys in every block), loss falls, evaluation runs."""
+    work = str(tmp_path / 'dgt')
+    opts = _det_options(small_data, epochs=3) + ['optim_wrapper.optimizer.lr=2e-4',
+                                                 'param_scheduler.0.end=4']
+    out = _run([sys.executable, 'tools/train.py', DGT_DET_CFG, '--work-dir', work,
                 '--cfg-options', *opts])
     losses = [float(x) for x in re.findall(r'Epoch\(train\).*? loss: ([0-9.]+)', out)]
     assert len(losses) == 12, out[-3000:]  # 8 images / 2 per batch x 3 epochs, logged each iter

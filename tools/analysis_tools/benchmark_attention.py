@@ -1,6 +1,6 @@
 """Fast vs reference attention operators: time and peak memory, one process per case.
 
-    python tools/analysis_tools/benchmark_attention.py [--op msda|sg_hybrid|sg_guided|qna]
+    python tools/analysis_tools/benchmark_attention.py [--op msda|sg_hybrid|sg_guided|qna|dga]
         [--size 200 336] [--channels 72 --heads 3] [--stage 0] [--batch 1] [--device cpu]
         [--threads 1] [--repeat 3]
 
@@ -11,6 +11,10 @@ use 64 channels, 2 heads for SG-Former-S stage 1), step-by-step reference vs fas
 ``qna``: the QnA layer vs the usual unfold local attention (per-pixel queries) of the same window,
 for each of ``--kernels`` (default 3 7 11; QnA-ViT-T stage 1: 64 channels, 8 heads);
 ``--unfold-products matmul`` computes the baseline's window products as batched matmuls.
+``dga``: DG-Attention (``--groups``, ``--topk``) vs global attention vs the dense masked reference
+on ``H*W`` tokens, plus k-means alone and k-means + top-k for their share of the time; the
+reference is skipped, with its estimated size, when its N x N tensors would exceed
+``--max-reference-gb``.
 """
 import argparse
 import os.path as osp
@@ -46,9 +50,60 @@ def compare_qna(args):
     print(format_table(rows, list(rows[0])))
 
 
+def compare_dga(args):
+    """DG-Attention vs global attention vs the dense reference; k-means' share of the time."""
+    n = args.size[0] * args.size[1]
+    # dense reference: logits, probabilities (+ their grads) and the bool mask, N x N per head
+    ref_gb = args.batch * args.heads * n * n * (4 * (2 if args.mode == 'fwd' else 4) + 1) / 1e9
+    rows = []
+    modes = ('fwd', 'fwdbwd') if args.mode == 'both' else (args.mode, )
+    for mode in modes:
+        res = {}
+        for op in ('dga', 'dga_routing', 'dga_kmeans', 'global', 'dga_reference'):
+            if op in ('dga_routing', 'dga_kmeans') and mode == 'fwdbwd':
+                continue  # no gradient flows through the routing
+            if op == 'dga_reference' and ref_gb > args.max_reference_gb:
+                res[op] = None
+                continue
+            case = dict(kind='attention', op=op, mode=mode, size=args.size, groups=args.groups,
+                        topk=args.topk, channels=args.channels, heads=args.heads,
+                        batch=args.batch, device=args.device, threads=args.threads,
+                        repeat=args.repeat)
+            res[op] = run_case_in_subprocess('mmvit_ext.analysis.bench_cases', case)
+        ours = res['dga']
+        for op, label in (('dga', 'DG-Attention (ours)'), ('global', 'global attention (SDPA)'),
+                          ('dga_reference', 'dense masked reference')):
+            r = res[op]
+            if r is None:
+                size = f'{ref_gb:.0f} GB' if ref_gb >= 1 else f'{ref_gb * 1e3:.0f} MB'
+                rows.append({'op': label, 'mode': mode, 'time ms': 'skipped',
+                             'peak MB': f'needs ~{size}'})
+                continue
+            rows.append({'op': label, 'mode': mode, 'time ms': f'{r["time_ms"]:.1f}',
+                         'peak MB': f'{r["peak_mb"]:.1f}',
+                         'vs ours': '' if op == 'dga' else
+                         f'{r["time_ms"] / ours["time_ms"]:.1f}x time, '
+                         f'{r["peak_mb"] / max(ours["peak_mb"], 1e-9):.1f}x memory'})
+        for op, label in (('dga_kmeans', 'of which k-means'),
+                          ('dga_routing', 'of which k-means + top-k keys')):
+            if op in res:
+                share = res[op]['time_ms'] / ours['time_ms']
+                rows.append({'op': label, 'mode': mode, 'time ms': f'{res[op]["time_ms"]:.1f}',
+                             'vs ours': f'{100 * share:.0f}% of the forward'})
+    print(f'DG-Attention: B={args.batch}, N={n} ({args.size[0]}x{args.size[1]}), '
+          f'C={args.channels}, {args.heads} heads, {args.groups} groups, top-{args.topk}, '
+          f'{args.device}, threads={args.threads}, best of {args.repeat}')
+    print(format_table(rows, ['op', 'mode', 'time ms', 'peak MB', 'vs ours']))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    p.add_argument('--op', default='msda', choices=['msda', 'sg_hybrid', 'sg_guided', 'qna'])
+    p.add_argument('--op', default='msda',
+                   choices=['msda', 'sg_hybrid', 'sg_guided', 'qna', 'dga'])
+    p.add_argument('--groups', type=int, default=16, help='dga: query groups')
+    p.add_argument('--topk', type=int, default=256, help='dga: keys per group')
+    p.add_argument('--max-reference-gb', type=float, default=8.,
+                   help='dga: skip the dense reference above this estimated size')
     p.add_argument('--kernels', type=int, nargs='+', default=[3, 7, 11],
                    help='qna: window sizes, each compared with the unfold local attention')
     p.add_argument('--unfold-products', default='broadcast', choices=['broadcast', 'matmul'],
@@ -66,6 +121,8 @@ def main():
     args = p.parse_args()
     if args.op == 'qna':
         return compare_qna(args)
+    if args.op == 'dga':
+        return compare_dga(args)
     rows = []
     for mode in (('fwd', 'fwdbwd') if args.mode == 'both' else (args.mode, )):
         res = {}
