@@ -142,7 +142,9 @@ def test_flops_count_the_selected_keys_exactly():
     assert r['flops'] == linears + 2 * n * n * 64  # global: q k^T and attn v
     r = count_flops(Wrap(num_groups=8, topk=64, kmeans_iters=3), inputs=(torch.randn(1, n, 64), ))
     core = 2 * n * 64 * 64  # every query: 64 keys, both products, all heads
-    kmeans = 4 * n * 8 * 64 + n * 8 * 64  # 1 + 3 assignments, then the centroid-key scores
+    # k-means: 1 + 3 assignments and 3 mean updates (one-hot matmuls); key selection: the group
+    # means and the centroid-key scores; each n * groups * d
+    kmeans = (4 + 3 + 2) * n * 8 * 64
     assert r['attention_flops'] == core + kmeans and r['flops'] == linears + core + kmeans
 
 

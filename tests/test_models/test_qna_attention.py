@@ -4,8 +4,7 @@ import math
 import pytest
 import torch
 
-from mmvit_ext.models.attention.qna import (QnAAttention, normalized_queries, qna_attention,
-                                            qna_reference)
+from mmvit_ext.models.attention.qna import QnAAttention, normalized_queries
 
 
 def _layer(din, feats, heads, k, stride, seed=0):

@@ -18,6 +18,7 @@ reference is skipped, with its estimated size, when its N x N tensors would exce
 """
 import argparse
 import os.path as osp
+import re
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
@@ -53,31 +54,38 @@ def compare_qna(args):
 def compare_dga(args):
     """DG-Attention vs global attention vs the dense reference; k-means' share of the time."""
     n = args.size[0] * args.size[1]
-    # dense reference: logits, probabilities (+ their grads) and the bool mask, N x N per head
-    ref_gb = args.batch * args.heads * n * n * (4 * (2 if args.mode == 'fwd' else 4) + 1) / 1e9
     rows = []
     modes = ('fwd', 'fwdbwd') if args.mode == 'both' else (args.mode, )
     for mode in modes:
+        # dense reference, N x N per head: logits, masked logits, probabilities (fp32) and the
+        # bool mask; backward adds two more fp32 tensors
+        ref_gb = args.batch * args.heads * n * n * (4 * (3 if mode == 'fwd' else 5) + 1) / 1e9
         res = {}
         for op in ('dga', 'dga_routing', 'dga_kmeans', 'global', 'dga_reference'):
             if op in ('dga_routing', 'dga_kmeans') and mode == 'fwdbwd':
                 continue  # no gradient flows through the routing
             if op == 'dga_reference' and ref_gb > args.max_reference_gb:
-                res[op] = None
+                size = f'{ref_gb:.0f} GB' if ref_gb >= 1 else f'{ref_gb * 1e3:.0f} MB'
+                res[op] = f'needs ~{size}'
                 continue
             case = dict(kind='attention', op=op, mode=mode, size=args.size, groups=args.groups,
                         topk=args.topk, channels=args.channels, heads=args.heads,
                         batch=args.batch, device=args.device, threads=args.threads,
                         repeat=args.repeat)
-            res[op] = run_case_in_subprocess('mmvit_ext.analysis.bench_cases', case)
+            try:
+                res[op] = run_case_in_subprocess('mmvit_ext.analysis.bench_cases', case)
+            except RuntimeError as e:  # e.g. global attention's N x N on a CPU: report, go on
+                if op == 'dga':
+                    raise
+                oom = re.search(r'allocate (\d+) bytes', str(e))
+                res[op] = (f'out of memory ({int(oom.group(1)) / 1e9:.1f} GB asked)' if oom
+                           else 'failed: ' + str(e).strip().splitlines()[-1][:60])
         ours = res['dga']
         for op, label in (('dga', 'DG-Attention (ours)'), ('global', 'global attention (SDPA)'),
                           ('dga_reference', 'dense masked reference')):
             r = res[op]
-            if r is None:
-                size = f'{ref_gb:.0f} GB' if ref_gb >= 1 else f'{ref_gb * 1e3:.0f} MB'
-                rows.append({'op': label, 'mode': mode, 'time ms': 'skipped',
-                             'peak MB': f'needs ~{size}'})
+            if isinstance(r, str):
+                rows.append({'op': label, 'mode': mode, 'time ms': 'skipped', 'peak MB': r})
                 continue
             rows.append({'op': label, 'mode': mode, 'time ms': f'{r["time_ms"]:.1f}',
                          'peak MB': f'{r["peak_mb"]:.1f}',

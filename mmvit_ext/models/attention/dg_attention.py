@@ -40,11 +40,11 @@ class DGRouting(NamedTuple):
 
 
 def _group_sums(x: torch.Tensor, assign: torch.Tensor, groups: int):
-    """Per-group sums of ``x`` (BH, N, d) and member counts (BH, G)."""
-    BH, N, d = x.shape
-    sums = x.new_zeros(BH, groups, d).scatter_add_(1, assign[..., None].expand(-1, -1, d), x)
-    counts = x.new_zeros(BH, groups).scatter_add_(1, assign, x.new_ones(BH, N))
-    return sums, counts
+    """Per-group sums of ``x`` (BH, N, d) and member counts (BH, G), as one batched matmul with
+    the one-hot assignment (a scatter-add with an expanded index is several times slower on CPU;
+    the one-hot matrix is N x G, like the assignment scores)."""
+    onehot = F.one_hot(assign, groups).to(x.dtype)  # (BH, N, G)
+    return onehot.transpose(1, 2) @ x, onehot.sum(1)
 
 
 @torch.no_grad()
@@ -104,16 +104,22 @@ def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, routing
         chunk_ids = torch.arange(num_chunks, device=q.device).expand(BH, -1).contiguous()
         chunk_group = torch.searchsorted(chunk_end, chunk_ids, right=True).clamp(max=groups - 1)
         chunk_keys = key_index.gather(1, chunk_group[..., None].expand(-1, -1, kk))
-    sorted_q = q.gather(1, order[..., None].expand(-1, -1, d))
-    padded = q.new_zeros(BH, num_chunks * L, d).scatter(1, slot[..., None].expand(-1, -1, d),
-                                                        sorted_q)
-    flat_keys = chunk_keys.reshape(BH, -1, 1).expand(-1, -1, d)
-    kc = k.gather(1, flat_keys).reshape(BH, num_chunks, kk, d)
-    vc = v.gather(1, flat_keys).reshape(BH, num_chunks, kk, d)
-    out = F.scaled_dot_product_attention(padded.reshape(BH, num_chunks, L, d), kc, vc,
-                                         dropout_p=dropout_p, scale=scale)
-    out_sorted = out.reshape(BH, num_chunks * L, d).gather(1, slot[..., None].expand(-1, -1, d))
-    return torch.zeros_like(q).scatter(1, order[..., None].expand(-1, -1, d), out_sorted)
+        # row indices into the (BH * rows, d) flattened tensors: index_select on rows is much
+        # faster on CPU than gather/scatter with an index expanded over d
+        base = torch.arange(BH, device=q.device)[:, None]
+        P = num_chunks * L
+        token_of_slot = torch.full((BH, P), N, dtype=torch.long, device=q.device)  # N: a 0 row
+        token_of_slot.scatter_(1, slot, order)
+        token_of_slot = (token_of_slot + base * (N + 1)).flatten()
+        key_rows = (chunk_keys + base[..., None] * N).flatten()
+        slot_of_token = torch.empty_like(slot).scatter_(1, order, slot)  # inverse permutation
+        slot_of_token = (slot_of_token + base * P).flatten()
+    q_rows = torch.cat([q, q.new_zeros(BH, 1, d)], dim=1).reshape(-1, d)
+    padded = q_rows.index_select(0, token_of_slot).reshape(BH, num_chunks, L, d)
+    kc = k.reshape(-1, d).index_select(0, key_rows).reshape(BH, num_chunks, kk, d)
+    vc = v.reshape(-1, d).index_select(0, key_rows).reshape(BH, num_chunks, kk, d)
+    out = F.scaled_dot_product_attention(padded, kc, vc, dropout_p=dropout_p, scale=scale)
+    return out.reshape(-1, d).index_select(0, slot_of_token).reshape(BH, N, d)
 
 
 def dg_attention_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,

@@ -9,7 +9,8 @@ design, "DGT-style"**; no paper number is reproduced:
 * before every stage a 2x2 stride-2 conv + LayerNorm (strides 4/8/16/32 overall);
 * blocks: ``x + dwconv3x3(x)`` (conditional position encoding), then
   ``x + DropPath(DGA(LN(x)))`` and ``x + DropPath(IRFFN(LN(x)))``;
-* IRFFN: 1x1 conv -> GELU -> BN, ``+ dwconv3x3`` -> GELU -> BN, 1x1 conv -> BN (CMT);
+* IRFFN: 1x1 conv -> GELU -> BN, ``+ dwconv3x3`` -> GELU -> BN, 1x1 conv -> BN (CMT; the 1x1
+  convs as Linear layers on channels-last tokens);
 * DG-Attention in every stage; stage 4 with one group and all keys, i.e. global attention (its
   map is 7x7 at 224 and about 1,000 tokens at detection sizes).
 
@@ -45,19 +46,34 @@ class ConvGeluBN(nn.Sequential):
 
 
 class IRFFN(nn.Module):
-    """Inverted residual FFN on NHWC maps: expand, depthwise 3x3 with a residual, project."""
+    """Inverted residual FFN on NHWC maps: expand, depthwise 3x3 with a residual, project.
+
+    CMT's 1x1 convs are Linear layers on the channels-last tokens (the same product, on the fast
+    GEMM path: the 1x1 conv on a channels-last view took a slow conv kernel on CPU), and each
+    BatchNorm2d normalises the channels-last view, over (N, H, W) as usual.
+    """
 
     def __init__(self, dims, ratio=4.):
         super().__init__()
         hidden = int(dims * ratio)
-        self.expand = ConvGeluBN(dims, hidden, 1)
-        self.dwconv = ConvGeluBN(hidden, hidden, 3, groups=hidden)
-        self.project = nn.Sequential(nn.Conv2d(hidden, dims, 1), nn.BatchNorm2d(dims))
+        self.fc1 = nn.Linear(dims, hidden)
+        self.norm1 = nn.BatchNorm2d(hidden)
+        self.dwconv = nn.Conv2d(hidden, hidden, 3, 1, 1, groups=hidden)
+        self.norm2 = nn.BatchNorm2d(hidden)
+        self.fc2 = nn.Linear(hidden, dims)
+        self.norm3 = nn.BatchNorm2d(dims)
+        self.act = nn.GELU()
+
+    @staticmethod
+    def _nchw(x):  # NHWC tensor -> NCHW view (channels-last memory)
+        return x.permute(0, 3, 1, 2)
 
     def forward(self, x):  # (B, H, W, C)
-        x = self.expand(x.permute(0, 3, 1, 2))
-        x = x + self.dwconv(x)
-        return self.project(x).permute(0, 2, 3, 1)
+        x = self._nchw(self.act(self.fc1(x)))
+        x = self.norm1(x)
+        x = x + self.norm2(self.act(self.dwconv(x)))
+        x = self.fc2(x.permute(0, 2, 3, 1))
+        return self.norm3(self._nchw(x)).permute(0, 2, 3, 1)
 
 
 class DGTBlock(nn.Module):
@@ -116,7 +132,7 @@ class DGT(BaseModule):
             its stage's LayerNorm ``norm{i}``.
     """
     arch_zoo = {
-        # sized to Swin-T/S/B's compute at 224: 4.56 / 8.80 / 15.28 GMACs (4.5 / 8.7 / 15.4)
+        # sized to Swin-T/S/B's compute at 224: 4.63 / 8.87 / 15.38 GMACs (4.5 / 8.7 / 15.4)
         'tiny': dict(embed_dims=(64, 128, 256, 512), depths=(3, 4, 12, 3),
                      num_heads=(2, 4, 8, 16), num_groups=(16, 8, 4, 1),
                      topk=(256, 192, 128, None), stem_channels=32),
