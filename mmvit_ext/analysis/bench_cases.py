@@ -110,7 +110,7 @@ DGA_OPS = ('dga', 'dga_reference', 'dga_routing', 'dga_kmeans', 'global')
 
 def dga_case(case):
     """DG-Attention on ``N`` tokens: fast form, dense masked reference, the routing alone
-    (k-means + top-k on given q, k), k-means alone, or the same module as global attention."""
+    (k-means + top-k on given q, k), k-means alone, or global attention (same projections)."""
     from mmvit_ext.models.attention import dg_attention as dg
     B, C, heads, dev = case['batch'], case['channels'], case['heads'], case['device']
     N = case['size'][0] * case['size'][1]
@@ -120,7 +120,15 @@ def dga_case(case):
                                       case.get('kmeans_iters', 3)).to(dev)
     backward = case['mode'] == 'fwdbwd'
     x = torch.randn(B, N, C, device=dev, requires_grad=backward)
-    if case['op'] in ('dga_routing', 'dga_kmeans'):
+    if glob:
+        # queries in chunks of 4096: torch's CPU SDPA would otherwise build the whole N x N
+        # (36 GB at the stage-1 size of an 800x1344 image); the work is the same
+        def fn():
+            q, k, v = module._qkv(x)
+            out = torch.cat([torch.nn.functional.scaled_dot_product_attention(
+                qc, k, v, scale=module.scale) for qc in q.split(4096, dim=1)], dim=1)
+            return module.proj(out.reshape(B, heads, N, -1).transpose(1, 2).reshape(B, N, C))
+    elif case['op'] in ('dga_routing', 'dga_kmeans'):
         with torch.no_grad():
             q, k, _ = module._qkv(x)
         if case['op'] == 'dga_kmeans':

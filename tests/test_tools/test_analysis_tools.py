@@ -171,7 +171,7 @@ def test_attention_benchmark_compares_dga_with_global_and_the_dense_reference():
     out = _run(['tools/analysis_tools/benchmark_attention.py', '--op', 'dga', '--size', '16', '24',
                 '--channels', '16', '--heads', '2', '--groups', '4', '--topk', '32',
                 '--mode', 'fwd', '--repeat', '1'])
-    assert 'DG-Attention (ours)' in out and 'global attention (SDPA)' in out
+    assert 'DG-Attention (ours)' in out and 'global attention (SDPA, 4096-query chunks)' in out
     assert re.search(r'dense masked reference +\| fwd +\| [\d.]+ ', out)
     assert re.search(r'of which k-means +\| fwd .*% of the forward', out)
     out = _run(['tools/analysis_tools/benchmark_attention.py', '--op', 'dga', '--size', '16', '24',

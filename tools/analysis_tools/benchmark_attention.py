@@ -81,7 +81,8 @@ def compare_dga(args):
                 res[op] = (f'out of memory ({int(oom.group(1)) / 1e9:.1f} GB asked)' if oom
                            else 'failed: ' + str(e).strip().splitlines()[-1][:60])
         ours = res['dga']
-        for op, label in (('dga', 'DG-Attention (ours)'), ('global', 'global attention (SDPA)'),
+        for op, label in (('dga', 'DG-Attention (ours)'),
+                          ('global', 'global attention (SDPA, 4096-query chunks)'),
                           ('dga_reference', 'dense masked reference')):
             r = res[op]
             if isinstance(r, str):

@@ -189,8 +189,11 @@ class DynamicGroupAttention(nn.Module):
     def routing(self, q: torch.Tensor, k: torch.Tensor) -> DGRouting:
         """Groups (k-means of the queries) and their keys (top-k), no gradient."""
         N = q.shape[1]
-        assign = kmeans_groups(q, self.num_groups, self.kmeans_iters)
         groups = min(self.num_groups, N)
+        if groups == 1:  # nothing to cluster
+            assign = torch.zeros(q.shape[:2], dtype=torch.long, device=q.device)
+        else:
+            assign = kmeans_groups(q, groups, self.kmeans_iters)
         topk = N if self.topk is None else min(self.topk, N)
         if groups == 1 and topk == N:
             key_index = torch.arange(N, device=q.device).expand(q.shape[0], 1, N)
