@@ -17,21 +17,17 @@ design, "DGT-style"**; no paper number is reproduced:
 Any input size: the stem and the 2x2 patch convs pad odd sizes at the bottom/right, so the maps
 are ``ceil(H / 4)``, ... ``ceil(H / 32)``; DG-Attention has no windows and needs no padding.
 """
-import math
 from typing import Dict, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
-from mmengine.logging import print_log
-from mmengine.model import BaseModule
 
-from ...checkpoint import load_pretrained
 from ...registry import MODELS
 from ..attention.dg_attention import DynamicGroupAttention
-from ..layers import (DropPath, check_stage_indices, freeze, pretrained_to_init_cfg,
-                      resolve_arch)
+from ..layers import DropPath, check_stage_indices, pretrained_to_init_cfg, resolve_arch
+from .base import PyramidBackbone, vit_init_
 
 __all__ = ['DGT']
 
@@ -118,7 +114,7 @@ class PatchConv(nn.Module):
 
 
 @MODELS.register_module()
-class DGT(BaseModule):
+class DGT(PyramidBackbone):
     """DGT-style backbone (hyper-parameters are this project's; see configs/dgt/README.md).
 
     Args:
@@ -128,6 +124,8 @@ class DGT(BaseModule):
         mlp_ratio: IRFFN expansion.
         kmeans_iters: k-means iterations of every DG-Attention.
         drop_path_rate: linear over all blocks.
+        norm_eval: keep the BatchNorm layers (stem, IRFFN) in eval mode while training, e.g.
+            with few images per GPU.
         out_indices, frozen_stages, with_cp, init_cfg: as for the other backbones; each output is
             its stage's LayerNorm ``norm{i}``.
     """
@@ -154,10 +152,12 @@ class DGT(BaseModule):
                  drop_path_rate: float = 0.1,
                  out_indices: Sequence[int] = (0, 1, 2, 3),
                  frozen_stages: int = -1,
+                 norm_eval: bool = False,
                  with_cp: bool = False,
                  pretrained: Optional[str] = None,
                  init_cfg: Optional[Dict] = None):
         super().__init__(init_cfg=pretrained_to_init_cfg(pretrained, init_cfg, 'DGT'))
+        self.norm_eval = norm_eval
         arch = resolve_arch(arch, self.arch_zoo, self.arch_aliases,
                             ('embed_dims', 'depths', 'num_heads', 'num_groups', 'topk',
                              'stem_channels'), 'DGT')
@@ -186,48 +186,12 @@ class DGT(BaseModule):
         for i in out_indices:
             self.add_module(f'norm{i}', nn.LayerNorm(self.embed_dims[i], eps=1e-6))
 
-    def init_weights(self):
-        cfg = self.init_cfg
-        if cfg is not None and cfg.get('type') == 'Pretrained':
-            if not cfg.get('checkpoint'):
-                raise ValueError("init_cfg of type 'Pretrained' needs a 'checkpoint'")
-            unused = tuple(f'norm{i}.' for i in range(4) if i not in self.out_indices)
-            load_pretrained(self, cfg['checkpoint'], prefix=cfg.get('prefix'),
-                            allowed_missing=[r'^norm[0-3]\.'], drop=('head.', ) + unused)
-            return
-        if cfg is not None:
-            super().init_weights()
-            return
-        print_log('DGT: no pretrained weights (init_cfg=None), training starts from scratch',
-                  logger='current')
-        for m in self.modules():  # trunc-normal linears, fan-out normal convs, unit norms
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Conv2d):
-                fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
-                nn.init.normal_(m.weight, 0, math.sqrt(2.0 / fan_out))
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, (nn.LayerNorm, nn.BatchNorm2d)):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+    def init_from_scratch(self):
+        vit_init_(self)
 
-    def _freeze_stages(self):
-        if self.frozen_stages < 0:
-            return
-        frozen = [self.stem]
-        for i in range(self.frozen_stages):
-            frozen += [self.patch_convs[i], self.stages[i]]
-            if i in self.out_indices:
-                frozen.append(getattr(self, f'norm{i}'))
-        freeze(frozen)
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self._freeze_stages()
-        return self
+    def frozen_modules(self, num_frozen):
+        return [self.stem] + [m for i in range(num_frozen)
+                              for m in (self.patch_convs[i], self.stages[i])]
 
     def get_layer_depth(self, param_name: str, prefix: str = ''):
         """Layer id for layer-wise lr decay: stem 0, each stage's patch conv with its first

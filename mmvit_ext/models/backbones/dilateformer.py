@@ -14,18 +14,14 @@ import torch
 import torch.nn as nn
 import torch.utils.checkpoint as cp
 from mmcv.cnn import build_activation_layer, build_norm_layer
-from mmengine.logging import print_log
-from mmengine.model import BaseModule
 from mmengine.model.weight_init import constant_init, trunc_normal_init
-from torch.nn.modules.batchnorm import _BatchNorm
 
-from ...checkpoint import load_pretrained
 from ...registry import MODELS
 from ..attention import GlobalAttention, MultiScaleDilatedAttention
 from ..converters.dilateformer import (convert_dilateformer,
                                        is_official_dilateformer)
-from ..layers import (DropPath, Mlp, check_stage_indices, freeze, pretrained_to_init_cfg,
-                      resolve_arch)
+from ..layers import DropPath, Mlp, check_stage_indices, pretrained_to_init_cfg, resolve_arch
+from .base import PyramidBackbone
 
 __all__ = ['DilateFormer']
 
@@ -114,7 +110,7 @@ class Downsample(nn.Module):
 
 
 @MODELS.register_module()
-class DilateFormer(BaseModule):
+class DilateFormer(PyramidBackbone):
     """DilateFormer backbone for mmdet / mmseg / mmpretrain.
 
     Args:
@@ -231,26 +227,12 @@ class DilateFormer(BaseModule):
                             build_norm_layer(norm_cfg, self.embed_dims[i])[1])
 
     # ------------------------------------------------------------------ weights
-    def init_weights(self):
-        if self.init_cfg is not None and self.init_cfg.get('type') == 'Pretrained':
-            checkpoint = self.init_cfg.get('checkpoint')
-            if not checkpoint:
-                raise ValueError("init_cfg of type 'Pretrained' needs a 'checkpoint'")
-            unused_norms = tuple(f'norm{i}.' for i in range(self.num_stages)
-                                 if i not in self.out_indices)
-            load_pretrained(
-                self, checkpoint, prefix=self.init_cfg.get('prefix'),
-                is_official=is_official_dilateformer,
-                convert_official=lambda sd: convert_dilateformer(sd, with_head=False),
-                # an ImageNet model has only the final norm (norm3)
-                allowed_missing=[r'^norm[0-3]\.'],
-                drop=('head.', ) + unused_norms)
-            return
-        if self.init_cfg is not None:
-            super().init_weights()
-            return
-        print_log('DilateFormer: no pretrained weights (init_cfg=None), '
-                  'training starts from scratch', logger='current')
+    def pretrained_options(self):
+        # an ImageNet model has only the final norm (norm3): the others may be missing
+        return dict(is_official=is_official_dilateformer,
+                    convert_official=lambda sd: convert_dilateformer(sd, with_head=False))
+
+    def init_from_scratch(self):
         # Official init: trunc-normal Linear, unit LayerNorm; convs and BN keep torch defaults.
         for m in self.modules():
             if isinstance(m, nn.Linear):
@@ -259,26 +241,13 @@ class DilateFormer(BaseModule):
                 constant_init(m, 1.0, bias=0.)
 
     # ------------------------------------------------------------------ training
-    def _freeze_stages(self):
-        if self.frozen_stages < 0:
-            return
+    def frozen_modules(self, num_frozen):
         frozen = [self.stem]
-        for i in range(self.frozen_stages):
+        for i in range(num_frozen):
             frozen.append(self.stages[i])
             if i < len(self.downsamples):
                 frozen.append(self.downsamples[i])
-            if i in self.out_indices:
-                frozen.append(getattr(self, f'norm{i}'))
-        freeze(frozen)
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, _BatchNorm):
-                    m.eval()
-        return self
+        return frozen
 
     def get_layer_depth(self, param_name: str, prefix: str = ''):
         """Layer id for layer-wise lr decay: stem 0, blocks 1..sum(depths), outputs last.

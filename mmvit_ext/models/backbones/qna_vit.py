@@ -17,16 +17,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
-from mmengine.logging import print_log
-from mmengine.model import BaseModule
 
-from ...checkpoint import CheckpointMismatchError, load_pretrained
+from ...checkpoint import CheckpointMismatchError
 from ...registry import MODELS
 from ..attention.qna import QnAAttention, WindowMSA
 from ..converters.flax_msgpack import FlaxMsgpackError, is_flax_msgpack_file
 from ..converters.qna import load_official_qna
-from ..layers import (DropPath, Mlp, check_stage_indices, freeze, lecun_normal_,
-                      pretrained_to_init_cfg, resolve_arch)
+from ..layers import (DropPath, Mlp, check_stage_indices, lecun_normal_, pretrained_to_init_cfg,
+                      resolve_arch)
+from .base import PyramidBackbone
 
 __all__ = ['QnAViT']
 
@@ -93,7 +92,7 @@ def same_pad(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
 
 
 @MODELS.register_module()
-class QnAViT(BaseModule):
+class QnAViT(PyramidBackbone):
     """QnA-ViT backbone for mmdet / mmseg / mmpretrain.
 
     Args:
@@ -161,21 +160,10 @@ class QnAViT(BaseModule):
         for i in out_indices:
             self.add_module(f'norm{i}', nn.LayerNorm(self.embed_dims[i], eps=1e-6))
 
-    def init_weights(self):
-        cfg = self.init_cfg
-        if cfg is not None and cfg.get('type') == 'Pretrained':
-            if not cfg.get('checkpoint'):
-                raise ValueError("init_cfg of type 'Pretrained' needs a 'checkpoint'")
-            unused = tuple(f'norm{i}.' for i in range(4) if i not in self.out_indices)
-            load_pretrained(self, cfg['checkpoint'], prefix=cfg.get('prefix'),
-                            allowed_missing=[r'^norm[0-3]\.'], drop=('head.', ) + unused,
-                            read_foreign=_read_flax_checkpoint)
-            return
-        if cfg is not None:
-            super().init_weights()
-            return
-        print_log('QnAViT: no pretrained weights (init_cfg=None), training starts from scratch',
-                  logger='current')
+    def pretrained_options(self):
+        return dict(read_foreign=_read_flax_checkpoint)  # the official Flax file, converted
+
+    def init_from_scratch(self):
         # Official (Flax) scheme: lecun_normal kernels, zero biases, zero relative biases,
         # N(0, 0.02) attention scales, queries truncated-normal in [-2, 2] times sqrt(1 / d).
         for m in self.modules():
@@ -193,18 +181,8 @@ class QnAViT(BaseModule):
             elif isinstance(m, QnAAttention):
                 m.reset_parameters()
 
-    def _freeze_stages(self):
-        if self.frozen_stages < 0:
-            return
-        frozen = [self.stem] + [self.stages[i] for i in range(self.frozen_stages)]
-        frozen += [getattr(self, f'norm{i}') for i in range(self.frozen_stages)
-                   if i in self.out_indices]
-        freeze(frozen)
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self._freeze_stages()
-        return self
+    def frozen_modules(self, num_frozen):
+        return [self.stem] + [self.stages[i] for i in range(num_frozen)]
 
     def get_layer_depth(self, param_name: str, prefix: str = ''):
         """Layer id for layer-wise lr decay: stem 0, blocks 1..N in execution order, norms last."""

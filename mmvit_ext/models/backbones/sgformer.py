@@ -10,23 +10,19 @@ to the stem's grid when it differs from the 56x56 it was trained on, and the att
 what its windows, reductions and merge groups need, inside each block (see
 ``models/attention/sg_attention.py`` for what padded tokens do).
 """
-import math
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
-from mmengine.logging import print_log
-from mmengine.model import BaseModule
 
-from ...checkpoint import load_pretrained
 from ...registry import MODELS
 from ..attention.sg_attention import (DEFAULT_MERGE_GROUPS, FullAttention, HybridScaleAttention,
                                       SelfGuidedAttention, conv_on_tokens)
 from ..converters.sgformer import SGFORMER_STATE_KEYS, convert_sgformer, is_official_sgformer
-from ..layers import (DropPath, check_stage_indices, freeze, pretrained_to_init_cfg,
-                      resolve_arch)
+from ..layers import DropPath, check_stage_indices, pretrained_to_init_cfg, resolve_arch
+from .base import PyramidBackbone, vit_init_
 
 __all__ = ['SGFormer', 'sincos_pos_embed_2d']
 
@@ -154,7 +150,7 @@ class SGBlock(nn.Module):
 
 
 @MODELS.register_module()
-class SGFormer(BaseModule):
+class SGFormer(PyramidBackbone):
     """SG-Former backbone for mmdet / mmseg / mmpretrain.
 
     Args:
@@ -255,56 +251,29 @@ class SGFormer(BaseModule):
             self.add_module(f'norm{i}', nn.LayerNorm(dims[i], eps=1e-6))
 
     # ------------------------------------------------------------------ weights
-    def init_weights(self):
+    def pretrained_options(self):
         cfg = self.init_cfg
-        if cfg is not None and cfg.get('type') == 'Pretrained':
-            if not cfg.get('checkpoint'):
-                raise ValueError("init_cfg of type 'Pretrained' needs a 'checkpoint'")
-            keys = SGFORMER_STATE_KEYS if cfg.get('ema', True) else (
-                'state_dict', 'model', 'state_dict_ema', 'model_ema')
-            load_pretrained(self, cfg['checkpoint'], prefix=cfg.get('prefix'), state_keys=keys,
-                            is_official=is_official_sgformer,
-                            convert_official=lambda sd: convert_sgformer(sd, with_head=False),
-                            drop=('head.', ))
-            return
-        if cfg is not None:
-            super().init_weights()
-            return
-        print_log('SGFormer: no pretrained weights (init_cfg=None), training starts from scratch',
-                  logger='current')
-        # Official init: trunc-normal Linear, fan-out normal convs, unit norms.
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Conv2d):
-                fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
-                nn.init.normal_(m.weight, 0, math.sqrt(2.0 / fan_out))
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, (nn.LayerNorm, nn.GroupNorm)):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        keys = SGFORMER_STATE_KEYS if cfg.get('ema', True) else (
+            'state_dict', 'model', 'state_dict_ema', 'model_ema')
+        # every stage norm is part of the model (and of an official file): none may be missing
+        return dict(state_keys=keys, is_official=is_official_sgformer,
+                    convert_official=lambda sd: convert_sgformer(sd, with_head=False),
+                    allowed_missing=(), drop=('head.', ))
+
+    def init_from_scratch(self):
+        vit_init_(self)  # official: trunc-normal Linear, fan-out normal convs, unit norms
         with torch.no_grad():
             self.pos_embed.copy_(sincos_pos_embed_2d(self.embed_dims[0], self.pos_grid)[None])
 
     # ------------------------------------------------------------------ training
-    def _freeze_stages(self):
-        if self.frozen_stages < 0:
-            return
+    def frozen_modules(self, num_frozen):
         self.pos_embed.requires_grad = False
         frozen = [self.stem]
-        for i in range(self.frozen_stages):
+        for i in range(num_frozen):
             frozen += [self.stages[i], getattr(self, f'norm{i}')]
             if i > 0:
                 frozen.append(self.downsamples[i - 1])
-        freeze(frozen)
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self._freeze_stages()
-        return self
+        return frozen
 
     def get_layer_depth(self, param_name: str, prefix: str = ''):
         """Layer id for layer-wise lr decay: stem/pos_embed 0, blocks 1..sum(depths), rest last.

@@ -1,0 +1,94 @@
+"""What every backbone here shares: the mmdet/mmseg backbone contract around the model itself."""
+import math
+from typing import Dict, List
+
+import torch.nn as nn
+from mmengine.logging import print_log
+from mmengine.model import BaseModule
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from ...checkpoint import load_pretrained
+from ..layers import freeze
+
+__all__ = ['PyramidBackbone', 'vit_init_']
+
+
+class PyramidBackbone(BaseModule):
+    """Base of the 4-stage backbones: ``init_cfg`` handling, ``frozen_stages``, ``norm_eval``.
+
+    Subclasses set ``out_indices`` and ``frozen_stages`` (and ``norm_eval`` if they have
+    BatchNorm), build ``norm{i}`` for each output, and implement:
+
+    * :meth:`frozen_modules` -- the stem and stages ``< n`` (the output norms are added here);
+    * :meth:`init_from_scratch` -- the official (or chosen) initialisation;
+    * :meth:`pretrained_options` -- extra :func:`load_pretrained` arguments (official-file
+      detection and conversion, where the checkpoint keeps its weights, ...).
+
+    ``init_cfg=dict(type='Pretrained', checkpoint=..., prefix=...)`` loads strictly: per-output
+    norms that an ImageNet model lacks may be missing, classifier keys and the norms of unused
+    outputs are dropped, anything else that does not fit is an error naming the keys.
+    """
+    num_stages = 4
+    norm_eval = False
+
+    def frozen_modules(self, num_frozen: int) -> List[nn.Module]:
+        raise NotImplementedError
+
+    def init_from_scratch(self) -> None:
+        pass
+
+    def pretrained_options(self) -> Dict:
+        return {}
+
+    def init_weights(self):
+        cfg = self.init_cfg
+        if cfg is not None and cfg.get('type') == 'Pretrained':
+            if not cfg.get('checkpoint'):
+                raise ValueError("init_cfg of type 'Pretrained' needs a 'checkpoint'")
+            unused = tuple(f'norm{i}.' for i in range(self.num_stages)
+                           if i not in self.out_indices)
+            options = dict(allowed_missing=[r'^norm[0-3]\.'], drop=('head.', ) + unused)
+            options.update(self.pretrained_options())
+            load_pretrained(self, cfg['checkpoint'], prefix=cfg.get('prefix'), **options)
+            return
+        if cfg is not None:
+            super().init_weights()
+            return
+        print_log(f'{type(self).__name__}: no pretrained weights (init_cfg=None), training '
+                  'starts from scratch', logger='current')
+        self.init_from_scratch()
+
+    def _freeze_stages(self):
+        if self.frozen_stages < 0:
+            return
+        modules = self.frozen_modules(self.frozen_stages)
+        modules += [getattr(self, f'norm{i}') for i in range(self.frozen_stages)
+                    if i in self.out_indices]
+        freeze(modules)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, _BatchNorm):
+                    m.eval()
+        return self
+
+
+def vit_init_(model: nn.Module) -> None:
+    """timm-style initialisation: trunc-normal(0.02) Linear weights, fan-out normal convs, zero
+    biases, unit norms."""
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Conv2d):
+            fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
+            nn.init.normal_(m.weight, 0, math.sqrt(2.0 / fan_out))
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.LayerNorm, nn.GroupNorm, _BatchNorm)):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
