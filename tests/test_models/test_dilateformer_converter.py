@@ -148,19 +148,6 @@ def test_wrong_or_incomplete_checkpoints_are_errors_naming_keys(tmp_path):
     assert proc.returncode != 0 and 'not an official DilateFormer' in proc.stderr
 
 
-def test_prefixed_detector_checkpoint_loads_backbone_part(tmp_path):
-    src = DilateFormer('tiny')
-    sd = {'backbone.' + k: v for k, v in src.state_dict().items()}
-    sd['neck.lateral_convs.0.conv.weight'] = torch.zeros(1)
-    path = tmp_path / 'det.pth'
-    torch.save(dict(state_dict=sd, meta=dict(epoch=12)), path)
-    dst = DilateFormer('tiny', init_cfg=dict(type='Pretrained', checkpoint=str(path),
-                                             prefix='backbone.'))
-    dst.init_weights()
-    for (k, a), b in zip(src.state_dict().items(), dst.state_dict().values()):
-        assert torch.equal(a, b), k
-
-
 @pytest.mark.parametrize('wrap', ['bare', 'state_dict', 'module_prefix'])
 def test_every_official_container_form_converts(wrap):
     official = dilateformer_official_state_dict('tiny')

@@ -157,18 +157,6 @@ def test_init_cfg_errors_name_the_problem(tmp_path):
         QnAViT('tiny', init_cfg=dict(type='Pretrained', checkpoint=str(other))).init_weights()
 
 
-def test_prefixed_detector_checkpoint_loads_backbone_part(tmp_path):
-    src = QnAViT('tiny')
-    sd = {'backbone.' + k: v for k, v in src.state_dict().items()}
-    sd['neck.lateral_convs.0.conv.weight'] = torch.zeros(1)
-    path = tmp_path / 'det.pth'
-    torch.save(dict(state_dict=sd, meta=dict(epoch=12)), path)
-    dst = QnAViT('tiny', init_cfg=dict(type='Pretrained', checkpoint=str(path), prefix='backbone.'))
-    dst.init_weights()
-    for (k, a), b in zip(src.state_dict().items(), dst.state_dict().values()):
-        assert torch.equal(a, b), k
-
-
 def test_converted_classifier_loads_into_the_imagenet_config_and_gives_official_logits(tmp_path):
     """tools/model_converters/qna2mmvit.py output -> mmpretrain ImageClassifier of
     configs/qna/qnavit-t_8xb128_in1k.py, strictly, and the logits are the official ones."""

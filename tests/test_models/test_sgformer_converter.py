@@ -205,16 +205,3 @@ def test_wrong_or_incomplete_checkpoints_are_errors_naming_keys(tmp_path):
                            str(tmp_path / 'other.pth'), str(tmp_path / 'o.pth')], cwd=REPO,
                           env=run_env(), capture_output=True, text=True)
     assert proc.returncode != 0 and 'not an official SG-Former' in proc.stderr
-
-
-def test_prefixed_detector_checkpoint_loads_backbone_part(tmp_path):
-    src = SGFormer(NARROW_ARCH)
-    sd = {'backbone.' + k: v for k, v in src.state_dict().items()}
-    sd['neck.lateral_convs.0.conv.weight'] = torch.zeros(1)
-    path = tmp_path / 'det.pth'
-    torch.save(dict(state_dict=sd, meta=dict(epoch=12)), path)
-    dst = SGFormer(NARROW_ARCH, init_cfg=dict(type='Pretrained', checkpoint=str(path),
-                                              prefix='backbone.'))
-    dst.init_weights()
-    for (k, a), b in zip(src.state_dict().items(), dst.state_dict().values()):
-        assert torch.equal(a, b), k

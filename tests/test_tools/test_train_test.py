@@ -17,9 +17,6 @@ from ..conftest import REPO, run_env
 DET_CFG = 'configs/_small_/mask-rcnn_dilateformer-demo_fpn_small-coco.py'
 SEG_CFG = 'configs/_small_/dilateformer-demo_upernet_small-ade20k.py'
 CLS_CFG = 'configs/_small_/dilateformer-demo_small-imagenet.py'
-SGFORMER_DET_CFG = 'configs/_small_/mask-rcnn_sgformer-demo_fpn_small-coco.py'
-QNA_DET_CFG = 'configs/_small_/mask-rcnn_qnavit-demo_fpn_small-coco.py'
-DGT_DET_CFG = 'configs/_small_/mask-rcnn_dgt-demo_fpn_small-coco.py'
 
 
 def _run(args, timeout=600, **kw):
@@ -57,41 +54,21 @@ def test_detection_train_then_test(small_data, tmp_path):
         assert len(pickle.load(f)) == 4  # one result per val image
 
 
-def test_sgformer_detection_training_lowers_the_loss(small_data, tmp_path):
-    """SG-Former through tools/train.py: 3 epochs on the small COCO-format set (160x128 images,
-    so every window, reduction and merge group pads), loss falls, evaluation runs."""
-    work = str(tmp_path / 'sgformer')
+@pytest.mark.parametrize('config', [
+    # 160x128 images: every SG-Former window, reduction and merge group pads
+    'configs/_small_/mask-rcnn_sgformer-demo_fpn_small-coco.py',
+    # the 10x8 stage-3 map pads its 14x14 MSA window
+    'configs/_small_/mask-rcnn_qnavit-demo_fpn_small-coco.py',
+    # k-means query groups and top-k keys in every block
+    'configs/_small_/mask-rcnn_dgt-demo_fpn_small-coco.py',
+], ids=['sgformer', 'qnavit', 'dgt'])
+def test_detection_training_lowers_the_loss(config, small_data, tmp_path):
+    """Each backbone's demo detector through tools/train.py: 3 epochs on the small COCO-format
+    set, the loss falls, evaluation runs, checkpoints are written."""
+    work = str(tmp_path / 'work')
     opts = _det_options(small_data, epochs=3) + ['optim_wrapper.optimizer.lr=2e-4',
                                                  'param_scheduler.0.end=4']
-    out = _run([sys.executable, 'tools/train.py', SGFORMER_DET_CFG, '--work-dir', work,
-                '--cfg-options', *opts])
-    losses = [float(x) for x in re.findall(r'Epoch\(train\).*? loss: ([0-9.]+)', out)]
-    assert len(losses) == 12, out[-3000:]  # 8 images / 2 per batch x 3 epochs, logged each iter
-    assert sum(losses[-3:]) / 3 < 0.8 * losses[0], losses
-    assert 'coco/bbox_mAP' in out and osp.isfile(osp.join(work, 'epoch_3.pth'))
-
-
-def test_qna_detection_training_lowers_the_loss(small_data, tmp_path):
-    """QnA-ViT through tools/train.py: 3 epochs on the small COCO-format set (the 10x8 stage-3
-    map pads its 14x14 window), loss falls, evaluation runs."""
-    work = str(tmp_path / 'qna')
-    opts = _det_options(small_data, epochs=3) + ['optim_wrapper.optimizer.lr=2e-4',
-                                                 'param_scheduler.0.end=4']
-    out = _run([sys.executable, 'tools/train.py', QNA_DET_CFG, '--work-dir', work,
-                '--cfg-options', *opts])
-    losses = [float(x) for x in re.findall(r'Epoch\(train\).*? loss: ([0-9.]+)', out)]
-    assert len(losses) == 12, out[-3000:]  # 8 images / 2 per batch x 3 epochs, logged each iter
-    assert sum(losses[-3:]) / 3 < 0.8 * losses[0], losses
-    assert 'coco/bbox_mAP' in out and osp.isfile(osp.join(work, 'epoch_3.pth'))
-
-
-def test_dgt_detection_training_lowers_the_loss(small_data, tmp_path):
-    """DGT through tools/train.py: 3 epochs on the small COCO-format set (k-means groups and
-    top-k keys in every block), loss falls, evaluation runs."""
-    work = str(tmp_path / 'dgt')
-    opts = _det_options(small_data, epochs=3) + ['optim_wrapper.optimizer.lr=2e-4',
-                                                 'param_scheduler.0.end=4']
-    out = _run([sys.executable, 'tools/train.py', DGT_DET_CFG, '--work-dir', work,
+    out = _run([sys.executable, 'tools/train.py', config, '--work-dir', work,
                 '--cfg-options', *opts])
     losses = [float(x) for x in re.findall(r'Epoch\(train\).*? loss: ([0-9.]+)', out)]
     assert len(losses) == 12, out[-3000:]  # 8 images / 2 per batch x 3 epochs, logged each iter

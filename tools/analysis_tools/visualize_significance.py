@@ -58,16 +58,11 @@ def main():
     import cv2
     import mmvit_ext  # noqa: F401  (registers the models)
     from mmvit_ext.analysis.significance import collect_significance, overlay
-    if not osp.isfile(args.image):
-        sys.exit(f'error: image {args.image} not found')
-    bgr = cv2.imread(args.image, cv2.IMREAD_COLOR)
-    if bgr is None:
-        sys.exit(f'error: {args.image} is not an image OpenCV can read')
-    if args.short_side:
-        scale = args.short_side / min(bgr.shape[:2])
-        bgr = cv2.resize(bgr, (round(bgr.shape[1] * scale), round(bgr.shape[0] * scale)),
-                         interpolation=cv2.INTER_AREA)
-    rgb = np.ascontiguousarray(bgr[..., ::-1])
+    from mmvit_ext.analysis.images import load_image_rgb
+    try:
+        rgb = load_image_rgb(args.image, args.short_side)
+    except ValueError as e:
+        sys.exit(f'error: {e}')
     results = collect_significance(build_backbone(args), rgb)
     os.makedirs(args.out_dir, exist_ok=True)
     rows = []
