@@ -165,6 +165,10 @@ def test_visualize_dgt_groups_draws_one_colour_per_group_and_the_selected_keys(t
                            '--block', '3'], cwd=REPO, env=run_env(), capture_output=True,
                           text=True)
     assert proc.returncode != 0 and 'stage 0 has 1 blocks, got block 3' in proc.stderr
+    proc = subprocess.run([sys.executable, 'tools/analysis_tools/visualize_significance.py',
+                           str(tmp_path / 'img.png'), str(out_dir), '--config', str(cfg)],
+                          cwd=REPO, env=run_env(), capture_output=True, text=True)
+    assert proc.returncode != 0 and "is 'DGT', not SGFormer" in proc.stderr
 
 
 def test_attention_benchmark_compares_dga_with_global_and_the_dense_reference():

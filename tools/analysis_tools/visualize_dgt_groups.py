@@ -20,27 +20,6 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 import numpy as np  # noqa: E402
 
 
-def build_backbone(args):
-    from mmvit_ext.models.backbones import DGT
-    from mmvit_ext.registry import MODELS
-    if args.config:
-        from mmengine.config import Config
-        cfg = Config.fromfile(args.config).model
-        bb_cfg = cfg.get('backbone', cfg)
-        if bb_cfg.get('type') not in ('DGT', 'mmvit_ext.DGT'):
-            sys.exit(f'error: the backbone of {args.config} is {bb_cfg.get("type")!r}, not DGT')
-        backbone = MODELS.build(dict(bb_cfg, init_cfg=None, out_indices=(3, )))
-    else:
-        backbone = DGT(args.arch, out_indices=(3, ))
-    if args.checkpoint:
-        backbone.init_cfg = dict(type='Pretrained', checkpoint=args.checkpoint)
-    else:
-        print('no --checkpoint: random weights (the groups show the mechanics, not a trained '
-              'model)')
-    backbone.init_weights()
-    return backbone
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     p.add_argument('image')
@@ -61,13 +40,14 @@ def main():
 
     import mmvit_ext  # noqa: F401  (registers the models)
     from mmvit_ext.analysis.dgt_groups import collect_routing, draw_group_keys, draw_groups
-    from mmvit_ext.analysis.images import load_image_rgb
+    from mmvit_ext.analysis.vis_inputs import build_vis_backbone, load_image_rgb
     try:
         rgb = load_image_rgb(args.image, args.short_side)
     except ValueError as e:
         sys.exit(f'error: {e}')
     try:
-        r = collect_routing(build_backbone(args), rgb, args.stage, args.block, args.head)
+        backbone = build_vis_backbone('DGT', args.config, args.arch, args.checkpoint)
+        r = collect_routing(backbone, rgb, args.stage, args.block, args.head)
     except ValueError as e:
         sys.exit(f'error: {e}')
     groups, keys = r['groups'], r['keys']

@@ -20,29 +20,6 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 import numpy as np  # noqa: E402
 
 
-def build_backbone(args):
-    from mmvit_ext.models.backbones import SGFormer
-    from mmvit_ext.registry import MODELS
-    if args.config:
-        from mmengine.config import Config
-        cfg = Config.fromfile(args.config).model
-        bb_cfg = cfg.get('backbone', cfg)
-        if bb_cfg.get('type') not in ('SGFormer', 'mmvit_ext.SGFormer'):
-            sys.exit(f'error: the backbone of {args.config} is {bb_cfg.get("type")!r}, not SGFormer')
-        bb_cfg = dict(bb_cfg, init_cfg=None)
-        bb_cfg['out_indices'] = (3, )
-        backbone = MODELS.build(bb_cfg)
-    else:
-        backbone = SGFormer(args.arch, out_indices=(3, ))
-    if args.checkpoint:
-        backbone.init_cfg = dict(type='Pretrained', checkpoint=args.checkpoint)
-        backbone.init_weights()
-    else:
-        print('no --checkpoint: random weights (the maps show the mechanics, not a trained model)')
-        backbone.init_weights()
-    return backbone
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     p.add_argument('image')
@@ -58,12 +35,13 @@ def main():
     import cv2
     import mmvit_ext  # noqa: F401  (registers the models)
     from mmvit_ext.analysis.significance import collect_significance, overlay
-    from mmvit_ext.analysis.images import load_image_rgb
+    from mmvit_ext.analysis.vis_inputs import build_vis_backbone, load_image_rgb
     try:
         rgb = load_image_rgb(args.image, args.short_side)
+        backbone = build_vis_backbone('SGFormer', args.config, args.arch, args.checkpoint)
     except ValueError as e:
         sys.exit(f'error: {e}')
-    results = collect_significance(build_backbone(args), rgb)
+    results = collect_significance(backbone, rgb)
     os.makedirs(args.out_dir, exist_ok=True)
     rows = []
     for r in results:
