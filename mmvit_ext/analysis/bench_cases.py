@@ -24,10 +24,8 @@ BACKBONES = {
     'sgformer-m': dict(type='SGFormer', arch='medium'),
     'sgformer-b': dict(type='SGFormer', arch='base'),
     # stage 4 global, as in configs/qna/*coco.py and *ade20k*.py
-    'qnavit-t': dict(type='QnAViT', arch='tiny', msa_modes=('window', ) * 3 + ('global', )),
-    'qnavit-t7x7': dict(type='QnAViT', arch='tiny_7x7', msa_modes=('window', ) * 3 + ('global', )),
-    'qnavit-s': dict(type='QnAViT', arch='small', msa_modes=('window', ) * 3 + ('global', )),
-    'qnavit-b': dict(type='QnAViT', arch='base', msa_modes=('window', ) * 3 + ('global', )),
+    **{f'qnavit-{short}': dict(type='QnAViT', arch=arch, msa_modes=('window', ) * 3 + ('global', ))
+       for short, arch in (('t', 'tiny'), ('t7x7', 'tiny_7x7'), ('s', 'small'), ('b', 'base'))},
     'dgt-t': dict(type='DGT', arch='tiny'),
     'dgt-s': dict(type='DGT', arch='small'),
     'dgt-b': dict(type='DGT', arch='base'),

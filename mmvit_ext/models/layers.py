@@ -7,7 +7,7 @@ import torch.nn as nn
 from mmcv.cnn import build_activation_layer
 
 __all__ = ['DropPath', 'Mlp', 'resolve_arch', 'pretrained_to_init_cfg', 'freeze',
-           'check_stage_indices']
+           'check_stage_indices', 'lecun_normal_']
 
 
 class DropPath(nn.Module):

@@ -1,6 +1,6 @@
 """What every backbone here shares: the mmdet/mmseg backbone contract around the model itself."""
 import math
-from typing import Dict, List
+from typing import Dict, List, Optional, Sequence
 
 import torch.nn as nn
 from mmengine.logging import print_log
@@ -22,7 +22,8 @@ class PyramidBackbone(BaseModule):
     * :meth:`frozen_modules` -- the stem and stages ``< n`` (the output norms are added here);
     * :meth:`init_from_scratch` -- the official (or chosen) initialisation;
     * :meth:`pretrained_options` -- extra :func:`load_pretrained` arguments (official-file
-      detection and conversion, where the checkpoint keeps its weights, ...).
+      detection and conversion, where the checkpoint keeps its weights, ...);
+    * :meth:`layer_id`, where parameters other than ``stem`` and ``stages.{s}.{j}`` have a depth.
 
     ``init_cfg=dict(type='Pretrained', checkpoint=..., prefix=...)`` loads strictly: per-output
     norms that an ImageNet model lacks may be missing, classifier keys and the norms of unused
@@ -39,6 +40,24 @@ class PyramidBackbone(BaseModule):
 
     def pretrained_options(self) -> Dict:
         return {}
+
+    def get_layer_depth(self, param_name: str, prefix: str = ''):
+        """Layer id for layer-wise lr decay, ``(layer_id, max_layer_id + 1)`` as mmpretrain's
+        backbones return it: see :meth:`layer_id`; anything else (output norms, ...) is last."""
+        num_layers = sum(self.depths) + 2
+        layer = None
+        if param_name.startswith(prefix):
+            layer = self.layer_id(param_name[len(prefix):].split('.'))
+        return (num_layers - 1 if layer is None else layer), num_layers
+
+    def layer_id(self, parts: Sequence[str]) -> Optional[int]:
+        """``stem`` -> 0, ``stages.{s}.{j}`` -> blocks 1..sum(depths) in execution order,
+        None for the rest. Backbones with other parameter groups extend it."""
+        if parts[0] == 'stem':
+            return 0
+        if parts[0] == 'stages':
+            return sum(self.depths[:int(parts[1])]) + int(parts[2]) + 1
+        return None
 
     def init_weights(self):
         cfg = self.init_cfg

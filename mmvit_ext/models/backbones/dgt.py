@@ -99,7 +99,7 @@ class DGTBlock(nn.Module):
 
 
 class PatchConv(nn.Module):
-    """2x2 stride-2 conv + LayerNorm, NCHW or NHWC in, NHWC out; odd sizes padded."""
+    """2x2 stride-2 conv + LayerNorm, NCHW in, NHWC out; odd sizes padded at the bottom/right."""
 
     def __init__(self, in_ch, out_ch):
         super().__init__()
@@ -193,21 +193,10 @@ class DGT(PyramidBackbone):
         return [self.stem] + [m for i in range(num_frozen)
                               for m in (self.patch_convs[i], self.stages[i])]
 
-    def get_layer_depth(self, param_name: str, prefix: str = ''):
-        """Layer id for layer-wise lr decay: stem 0, each stage's patch conv with its first
-        block, blocks 1..N in order, output norms last."""
-        num_layers = sum(self.depths) + 2
-        name = param_name[len(prefix):] if param_name.startswith(prefix) else None
-        if name is None:
-            return num_layers - 1, num_layers
-        if name.startswith('stem.'):
-            return 0, num_layers
-        parts = name.split('.')
-        if parts[0] == 'patch_convs':
-            return sum(self.depths[:int(parts[1])]) + 1, num_layers
-        if parts[0] == 'stages':
-            return sum(self.depths[:int(parts[1])]) + int(parts[2]) + 1, num_layers
-        return num_layers - 1, num_layers
+    def layer_id(self, parts):
+        if parts[0] == 'patch_convs':  # with the first block of its stage
+            return sum(self.depths[:int(parts[1])]) + 1
+        return super().layer_id(parts)
 
     def forward(self, x: torch.Tensor):
         if x.dim() != 4:

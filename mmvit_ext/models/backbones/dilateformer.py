@@ -249,24 +249,12 @@ class DilateFormer(PyramidBackbone):
                 frozen.append(self.downsamples[i])
         return frozen
 
-    def get_layer_depth(self, param_name: str, prefix: str = ''):
-        """Layer id for layer-wise lr decay: stem 0, blocks 1..sum(depths), outputs last.
-
-        Returns ``(layer_id, max_layer_id + 1)`` like mmpretrain backbones.
-        """
-        num_layers = sum(self.depths) + 2
-        if not param_name.startswith(prefix):
-            return num_layers - 1, num_layers
-        name = param_name[len(prefix):]
-        if name.startswith('stem.'):
-            return 0, num_layers
-        if name.startswith('stages.'):
-            stage, block = int(name.split('.')[1]), int(name.split('.')[3])
-            return sum(self.depths[:stage]) + block + 1, num_layers
-        if name.startswith('downsamples.'):
-            stage = int(name.split('.')[1])
-            return sum(self.depths[:stage + 1]), num_layers
-        return num_layers - 1, num_layers
+    def layer_id(self, parts):
+        if parts[0] == 'stages':  # stages.{s}.blocks.{j}
+            return sum(self.depths[:int(parts[1])]) + int(parts[3]) + 1
+        if parts[0] == 'downsamples':
+            return sum(self.depths[:int(parts[1]) + 1])
+        return super().layer_id(parts)
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor):

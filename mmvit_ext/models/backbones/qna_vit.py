@@ -184,19 +184,6 @@ class QnAViT(PyramidBackbone):
     def frozen_modules(self, num_frozen):
         return [self.stem] + [self.stages[i] for i in range(num_frozen)]
 
-    def get_layer_depth(self, param_name: str, prefix: str = ''):
-        """Layer id for layer-wise lr decay: stem 0, blocks 1..N in execution order, norms last."""
-        num_layers = sum(self.depths) + 2
-        name = param_name[len(prefix):] if param_name.startswith(prefix) else None
-        if name is None:
-            return num_layers - 1, num_layers
-        if name.startswith('stem.'):
-            return 0, num_layers
-        if name.startswith('stages.'):
-            stage, block = int(name.split('.')[1]), int(name.split('.')[2])
-            return sum(self.depths[:stage]) + block + 1, num_layers
-        return num_layers - 1, num_layers
-
     def forward(self, x: torch.Tensor):
         if x.dim() != 4:
             raise ValueError(f'QnAViT expects (N, C, H, W) images, got shape {tuple(x.shape)}')

@@ -275,24 +275,12 @@ class SGFormer(PyramidBackbone):
                 frozen.append(self.downsamples[i - 1])
         return frozen
 
-    def get_layer_depth(self, param_name: str, prefix: str = ''):
-        """Layer id for layer-wise lr decay: stem/pos_embed 0, blocks 1..sum(depths), rest last.
-
-        Returns ``(layer_id, max_layer_id + 1)`` like mmpretrain backbones.
-        """
-        num_layers = sum(self.depths) + 2
-        if not param_name.startswith(prefix):
-            return num_layers - 1, num_layers
-        name = param_name[len(prefix):]
-        if name.startswith(('stem.', 'pos_embed')):
-            return 0, num_layers
-        if name.startswith('stages.'):
-            stage, block = int(name.split('.')[1]), int(name.split('.')[2])
-            return sum(self.depths[:stage]) + block + 1, num_layers
-        if name.startswith('downsamples.'):
-            stage = int(name.split('.')[1]) + 1  # downsamples[i] opens stage i+1
-            return sum(self.depths[:stage]), num_layers
-        return num_layers - 1, num_layers
+    def layer_id(self, parts):
+        if parts[0] == 'pos_embed':
+            return 0
+        if parts[0] == 'downsamples':  # downsamples[i] opens stage i + 1
+            return sum(self.depths[:int(parts[1]) + 1])
+        return super().layer_id(parts)
 
     # ------------------------------------------------------------------ forward
     def resized_pos_embed(self, hw: Tuple[int, int]) -> torch.Tensor:
