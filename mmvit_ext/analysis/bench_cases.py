@@ -7,14 +7,20 @@ Case kinds:
     ``qna`` / ``qna_reference`` (QnA layer: fast / unfold) and ``local_unfold`` (the usual
     per-pixel-query local attention by unfold) at window ``kernel``.
   * ``backbone``: a backbone (``model``: e.g. ``dilateformer-t`` or ``swin-t`` from mmdet) at an
-    image shape.
+    image shape, in ``precision`` fp32 or under autocast (fp16 / bf16); forward in eval mode
+    without gradient, or forward+backward in train mode (then also the activations kept for
+    backward, ``saved_mb``).
+  * ``flops``: the backbone's FLOPs (MACs) at an image shape, with the project's counter.
 """
 import argparse
+import contextlib
 import json
 
 import torch
 
-from .benchmark import measure
+from .benchmark import measure, saved_activation_bytes
+
+PRECISIONS = {'fp32': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
 
 BACKBONES = {
     'dilateformer-t': dict(type='DilateFormer', arch='tiny'),
@@ -181,22 +187,44 @@ def attention_case(case):
     return run
 
 
+def _autocast(case):
+    dtype = PRECISIONS[case.get('precision', 'fp32')]
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(case['device']).type, dtype=dtype)
+
+
 def backbone_case(case):
     model = build_backbone(case['model']).to(case['device'])
     backward = case['mode'] == 'fwdbwd'
     model.train(backward)
     x = torch.randn(case['batch'], 3, *case['size'], device=case['device'])
 
+    def forward():
+        with _autocast(case):
+            return model(x)
+
     def run():
         if backward:
-            outs = model(x)
+            outs = forward()
             sum(o.float().mean() for o in outs).backward()
             model.zero_grad(set_to_none=True)
         else:
             with torch.no_grad():
-                model(x)
+                forward()
 
+    if backward:  # what training keeps for backward, before anything is timed
+        case['saved_mb'] = saved_activation_bytes(forward, list(model.parameters())) / 2**20
+        model.zero_grad(set_to_none=True)
     return run
+
+
+def flops_case(case):
+    from .complexity import count_flops
+    model = build_backbone(case['model'])
+    result = count_flops(model, input_shape=(3, *case['size']))
+    return dict(flops=result['flops'], attention_flops=result['attention_flops'],
+                params=result['params'])
 
 
 def main():
@@ -206,6 +234,9 @@ def main():
     torch.manual_seed(0)
     if case['device'] == 'cpu':
         torch.set_num_threads(case.get('threads', 1))
+    if case['kind'] == 'flops':
+        print(json.dumps(dict(case, **flops_case(case))))
+        return
     run = attention_case(case) if case['kind'] == 'attention' else backbone_case(case)
     result = measure(run, case['device'], case.get('warmup', 1), case.get('repeat', 3))
     print(json.dumps(dict(case, **result)))

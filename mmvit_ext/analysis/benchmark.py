@@ -2,7 +2,8 @@
 
 Protocol (see the project's performance notes): each case runs in its own Python process so that
 allocator caches of one case do not hide another's memory. The first call measures peak memory,
-then ``warmup`` untimed and ``repeat`` timed calls follow; the best wall time is reported.
+then ``warmup`` untimed and ``repeat`` timed calls follow; the best and the median wall time are
+reported.
 
 * CPU: peak memory = growth of ``ru_maxrss`` over the first call (an upper bound that includes
   allocator caching); threads fixed by ``threads``.
@@ -19,7 +20,7 @@ from typing import Callable, Dict, List
 
 import torch
 
-__all__ = ['measure', 'run_case_in_subprocess', 'format_table']
+__all__ = ['measure', 'run_case_in_subprocess', 'format_table', 'saved_activation_bytes']
 
 
 def _rss_peak_bytes() -> int:
@@ -55,6 +56,25 @@ def measure(fn: Callable[[], object], device: str = 'cpu', warmup: int = 1,
         times.append((time.perf_counter() - t0) * 1e3)
     return dict(time_ms=min(times) if times else first_ms, median_ms=sorted(times)[len(times) // 2]
                 if times else first_ms, first_ms=first_ms, peak_mb=max(peak, 0) / 2**20)
+
+
+def saved_activation_bytes(fn: Callable[[], object], exclude=()) -> int:
+    """Bytes of the distinct tensors autograd keeps for backward while ``fn`` runs its forward:
+    the activation memory of training, measured the same way on every device. Tensors sharing
+    storage with ``exclude`` (the parameters) are not counted."""
+    storages = {}
+    skip = {(t.device.type, t.untyped_storage().data_ptr()) for t in exclude}
+
+    def pack(t):
+        storage = t.untyped_storage()
+        key = (storage.device.type, storage.data_ptr())
+        if key not in skip:
+            storages[key] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return sum(storages.values())
 
 
 def run_case_in_subprocess(module: str, case: Dict, timeout: float = 1800) -> Dict:

@@ -1,3 +1,4 @@
+from .hooks import StepTimerHook
 from .layer_decay import LayerDecayOptimWrapperConstructor
 
-__all__ = ['LayerDecayOptimWrapperConstructor']
+__all__ = ['LayerDecayOptimWrapperConstructor', 'StepTimerHook']

@@ -12,7 +12,21 @@ from mmengine.config import Config, DictAction
 from .data_check import check_dataset_paths
 from .dist import setup_cpu_distributed
 
-__all__ = ['add_common_args', 'load_config', 'build_runner']
+__all__ = ['add_common_args', 'load_config', 'build_runner', 'resolve_config_path']
+
+
+def resolve_config_path(config: str) -> str:
+    """``pkg::rel/path.py`` (a config shipped with an installed OpenMMLab package, e.g.
+    ``mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py``) -> its file; other paths unchanged."""
+    if '::' not in config:
+        return config
+    from mmengine.config.utils import _get_package_and_cfg_path
+    from mmengine.utils import get_installed_path
+    package, rel = _get_package_and_cfg_path(config)
+    path = osp.join(get_installed_path(package), '.mim', 'configs', rel)
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'{config}: no such config in the installed {package} ({path})')
+    return path
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:

@@ -5,21 +5,26 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from mmvit_ext.analysis import count_flops
+from mmvit_ext.analysis.benchmark import saved_activation_bytes
+from mmvit_ext.models.ops import memory_lean_mode
 from mmvit_ext.models.attention.dg_attention import (DGRouting, DynamicGroupAttention,
                                                      grouped_attention, kmeans_groups,
                                                      select_group_keys)
 
 
+@pytest.mark.parametrize('lean', [False, True])  # True: the GPU default, recompute in backward
 @pytest.mark.parametrize('n,groups,topk,chunk', [
     (50, 4, 10, 8), (200, 5, 37, 16), (333, 16, 20, 64), (64, 3, 64, 8),  # k = N: all keys
     (7, 8, 10, 4),  # fewer tokens than groups and than k
     (1, 3, 3, 64),  # a single token
 ])
-def test_fast_equals_dense_masked_reference(n, groups, topk, chunk):
+def test_fast_equals_dense_masked_reference(n, groups, topk, chunk, lean):
     torch.manual_seed(n)
     m = DynamicGroupAttention(32, 4, groups, topk, chunk_size=chunk).double()
     x = torch.randn(2, n, 32, dtype=torch.float64, requires_grad=True)
-    out, ref = m(x), m.forward_reference(x)
+    with memory_lean_mode(lean):
+        out = m(x)
+    ref = m.forward_reference(x)
     assert torch.allclose(out, ref, atol=1e-10)
     g = torch.randn_like(out)
     params = [x] + list(m.parameters())
@@ -156,3 +161,62 @@ def test_routing_is_kept_for_visualisation_and_bad_settings_are_refused():
         DynamicGroupAttention(10, 3)
     with pytest.raises(ValueError, match='>= 1'):
         DynamicGroupAttention(16, 2, num_groups=0)
+
+
+def test_group_sums_in_token_blocks_equal_one_product():
+    from mmvit_ext.models.attention.dg_attention import _group_sums
+    torch.manual_seed(0)
+    x = torch.randn(3, 2500, 8, dtype=torch.float64)
+    assign = torch.randint(0, 5, (3, 2500))
+    sums, counts = _group_sums(x, assign, 5, block=1024)  # 2 whole blocks + a remainder
+    onehot = F.one_hot(assign, 5).double()
+    assert torch.allclose(sums, onehot.transpose(1, 2) @ x, atol=1e-10)
+    assert torch.equal(counts, onehot.sum(1))
+
+
+def test_automatic_chunk_length_changes_layout_not_result():
+    from mmvit_ext.models.attention.dg_attention import auto_chunk_size, dg_attention_reference
+    assert auto_chunk_size(67200, 16) == 256 and auto_chunk_size(16800, 8) == 128
+    assert auto_chunk_size(1050, 4) == 64 and auto_chunk_size(50, 8) == 64
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 3000, 8, dtype=torch.float64) for _ in range(3))
+    routing = DGRouting(kmeans_groups(q, 4, 2), None)
+    routing = DGRouting(routing.assign, select_group_keys(q, k, routing.assign, 4, 40))
+    ref = dg_attention_reference(q, k, v, routing, 0.3)
+    for chunk in (None, 16, 100):
+        assert torch.allclose(grouped_attention(q, k, v, routing, 0.3, chunk), ref, atol=1e-10)
+
+
+@pytest.mark.parametrize('training', [False, True])
+def test_bf16_autocast_routes_exactly_as_fp32(training):
+    """Routing is decided in fp32 from fp32 queries and keys, so AMP picks the same groups and
+    keys as fp32 on the same input; only the attention itself runs in bf16."""
+    torch.manual_seed(0)
+    m = DynamicGroupAttention(64, 2, 8, 32, keep_routing=True).train(training)
+    x = torch.randn(2, 700, 64, requires_grad=training)
+    ref = m(x)
+    fp32 = m.last_routing
+    with torch.autocast('cpu', torch.bfloat16):
+        out = m(x)
+    assert out.dtype == torch.bfloat16
+    assert torch.equal(m.last_routing.assign, fp32.assign)
+    assert torch.equal(m.last_routing.key_index, fp32.key_index)
+    assert ((out.float() - ref).abs().max() / ref.abs().max()) < 0.02
+    # routing the bf16 projections instead would move a few percent of the queries
+    with torch.no_grad(), torch.autocast('cpu', torch.bfloat16):
+        q, k, _ = m._qkv(x)
+    assert (m.routing(q, k).assign[:2] != fp32.assign).any()
+
+
+def test_memory_lean_training_keeps_no_gathered_keys():
+    """With recomputation (the accelerator default) backward keeps q, k, v, not the chunks'
+    gathered copies of K and V."""
+    torch.manual_seed(0)
+    m = DynamicGroupAttention(32, 2, 4, 256)  # chunks of 64: 8 gathered K/V rows per query
+    x = torch.randn(1, 2048, 32, requires_grad=True)
+    params = list(m.parameters())
+    with memory_lean_mode(False):
+        kept = saved_activation_bytes(lambda: m(x), params)
+    with memory_lean_mode(True):
+        lean = saved_activation_bytes(lambda: m(x), params)
+    assert lean < kept / 2

@@ -197,3 +197,25 @@ def test_scratch_init_follows_official_scheme():
     assert torch.all(m.stages[2][0].attn.rpe_bias == 0)
     assert torch.all(m.norm3.weight == 1) and torch.all(m.norm3.bias == 0)
     assert abs(m.stem.weight.std().item() - 48**-0.5) < 0.15 * 48**-0.5
+
+
+@pytest.mark.parametrize('mode,hw', [('window', (9, 16)), ('global', (11, 23))])
+def test_relative_bias_is_the_table_lookup_with_its_gradient(mode, hw):
+    """The bias is an embedding lookup (its backward reduces duplicate indices in parallel on
+    CUDA); it equals indexing the table by the clamped offsets, value and gradient."""
+    torch.manual_seed(0)
+    m = WindowMSA(32, 4, 7, mode)
+    with torch.no_grad():
+        m.rpe_bias.normal_()
+    h, w = hw if mode == 'global' else (7, 7)
+    bias = m.relative_bias(h, w)
+    assert bias.shape == (4, h * w, h * w) and bias.is_contiguous()
+    ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing='ij')
+    ys, xs = ys.flatten(), xs.flatten()
+    dy = (ys[:, None] - ys[None]).clamp(-6, 6) + 6
+    dx = (xs[:, None] - xs[None]).clamp(-6, 6) + 6
+    ref = m.rpe_bias[dy * 13 + dx].permute(2, 0, 1)
+    assert torch.equal(bias, ref)
+    g = torch.randn_like(bias)
+    assert torch.allclose(torch.autograd.grad(bias, m.rpe_bias, g)[0],
+                          torch.autograd.grad(ref, m.rpe_bias, g)[0], atol=1e-4)

@@ -204,3 +204,41 @@ def test_attention_dropout_hits_the_output_not_the_significance():
     torch.manual_seed(0)
     out_train, sig_train = m(x, (10, 9))
     assert torch.allclose(sig_train, sig_eval) and not torch.allclose(out_train, out_eval)
+
+
+def test_chunked_global_half_matches_reference_across_many_chunks(monkeypatch):
+    """Queries in chunks (forced small here); training recomputes each chunk's probabilities in
+    backward: outputs, significance and gradients equal the explicit form."""
+    from mmvit_ext.models.attention import sg_attention
+    monkeypatch.setattr(sg_attention, 'CHUNK_ELEMENTS', 2 * 2 * 7 * 30)  # ~7 queries per chunk
+    m = _seeded(HybridScaleAttention(32, 4, 4))
+    x = _randn(2, 20 * 26, 32)
+    out, sig = m(x, (20, 26))
+    ref, ref_sig = hybrid_scale_attention_reference(m, x, (20, 26))
+    assert torch.allclose(out, ref, atol=1e-5) and torch.allclose(sig, ref_sig, atol=1e-6)
+    _same_grads(out, ref, [x] + list(m.parameters()))
+
+
+def test_training_keeps_no_query_by_key_probabilities():
+    from mmvit_ext.analysis.benchmark import saved_activation_bytes
+    m = _seeded(HybridScaleAttention(16, 2, 2, window_size=7))
+    x = _randn(1, 56 * 56, 16)
+    saved = saved_activation_bytes(lambda: m(x, (56, 56)), list(m.parameters()))
+    probs = 1 * 1 * 3136 * 784 * 4  # (B, heads / 2, N, N / sr^2) in fp32
+    assert saved < probs / 2
+
+
+@pytest.mark.parametrize('training', [False, True])
+def test_bf16_autocast_gives_the_fp32_significance_and_sort(training):
+    """The significance map (and so the G block's token order) is computed in fp32 from fp32
+    queries and keys under autocast: bitwise the fp32 map."""
+    h = _seeded(HybridScaleAttention(32, 2, 4)).train(training)
+    g = _seeded(SelfGuidedAttention(32, 2, DEFAULT_MERGE_GROUPS[1]), seed=1).train(training)
+    x = _randn(2, 28 * 30, 32, grad=training)
+    _, sig = h(x, (28, 30))
+    with torch.autocast('cpu', torch.bfloat16):
+        out, sig_amp = h(x, (28, 30))
+        seqs = g.sorted_sequences(x, (28, 30), sig_amp)
+    assert out.dtype == torch.bfloat16 and sig_amp.dtype == torch.float32
+    assert torch.equal(sig_amp, sig)
+    assert torch.equal(seqs, g.sorted_sequences(x, (28, 30), sig))

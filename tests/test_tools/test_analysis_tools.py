@@ -3,6 +3,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from ..conftest import REPO, run_env
 
 
@@ -41,11 +43,39 @@ def test_attention_benchmark_reports_both_forms_and_ratios():
     assert len(re.findall(r'[\d.]+x faster', out)) == 2 and 'x of reference' in out
 
 
-def test_backbone_benchmark_runs_ours_next_to_mmdet_swin():
-    out = _run(['tools/analysis_tools/benchmark_backbones.py', '--models', 'dilateformer-t', 'swin-t',
-                '--shape', '64', '96', '--repeat', '1'])
-    rows = [line for line in out.splitlines() if line.startswith(('dilateformer-t', 'swin-t'))]
-    assert len(rows) == 2 and rows[1].split('|')[3].strip() == '1.00'
+def test_backbone_benchmark_runs_ours_next_to_mmdet_swin_per_flop(tmp_path):
+    md = tmp_path / 'table.md'
+    out = _run(['tools/analysis_tools/benchmark_backbones.py', '--models', 'dgt-t', 'swin-t',
+                '--shape', '64', '96', '--steps', '2', '--warmup', '0', '--out-json',
+                str(tmp_path / 'rows.json'), '--out-md', str(md)], timeout=600)
+    assert 'median of 2 steps after 0 warm-up' in out
+    header = [c.strip() for c in out.splitlines()[1].split('|')]
+    rows = [dict(zip(header, (c.strip() for c in line.split('|'))))
+            for line in out.splitlines()[3:]]
+    assert [(r['backbone'], r['mode']) for r in rows] == [
+        ('swin-t', 'fwd'), ('dgt-t', 'fwd'), ('swin-t', 'fwdbwd'), ('dgt-t', 'fwdbwd')]
+    for r in rows:
+        time_ratio, flop_ratio = float(r['time / Swin-T']), float(r['FLOPs / Swin-T'])
+        assert abs(float(r['per-FLOP vs Swin-T']) - time_ratio / flop_ratio) < 0.02
+        assert (r['saved MB'] == '-') == (r['mode'] == 'fwd')
+    assert rows[0]['time / Swin-T'] == '1.00' and float(rows[3]['saved MB']) > 0
+    import json
+    saved = json.loads((tmp_path / 'rows.json').read_text())['rows']
+    assert len(saved) == 4 and all(r['flops'] > 0 for r in saved)
+    assert md.read_text().count('\n| ') == 5  # header + 4 rows
+
+
+def test_training_benchmark_runs_the_training_path_next_to_mmdet_swin(tmp_path):
+    out = _run(['tools/analysis_tools/benchmark_train.py', 'configs/qna/mask-rcnn_qnavit-t_fpn_1x_coco.py',
+                'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py', '--iters', '2', '--warmup',
+                '1', '--scale', '200', '120', '--data', str(tmp_path / 'bench'), '--out-json',
+                str(tmp_path / 'train.json')], timeout=900)
+    assert 'Mask R-CNN training, batch 1, fp32, images resized to 200x120' in out
+    import json
+    rows = json.loads((tmp_path / 'train.json').read_text())['rows']
+    assert [len(r['iter_times']) for r in rows] == [3, 3]  # 1 warm-up + 2 timed, per config
+    assert all(r['median_s'] > 0 and r['peak_mb'] > 0 for r in rows)
+    assert re.search(r'mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py \| [\d.]+ +\| \d+ +\| 1.00', out)
 
 
 def test_token_budget_follows_the_merge_groups():
@@ -111,11 +141,12 @@ def test_get_flops_reports_the_attention_share():
     assert 0.1 < share < 0.5  # q k^T and attn v of all blocks at 224: 0.25 G
 
 
-def test_profile_backbone_groups_operator_time():
-    out = _run(['tools/analysis_tools/profile_backbone.py', 'sgformer-s', '--shape', '64', '64'])
-    shares = dict(re.findall(r'^  (attention|linear|conv|norm|sort/gather|other) +([\d.]+)%', out,
-                             re.M))
-    assert {'attention', 'linear', 'conv', 'sort/gather'} <= set(shares)
+@pytest.mark.parametrize('mode', ['fwd', 'fwdbwd'])
+def test_profile_backbone_groups_operator_time(mode):
+    out = _run(['tools/analysis_tools/profile_backbone.py', 'sgformer-s', '--shape', '64', '64',
+                '--mode', mode])
+    shares = dict(re.findall(r'^  ([a-z/-]+) +([\d.]+)%', out, re.M))
+    assert {'attention', 'linear', 'conv', 'gather/scatter/index', 'norm'} <= set(shares)
     assert abs(sum(float(v) for v in shares.values()) - 100) < 0.5
 
 

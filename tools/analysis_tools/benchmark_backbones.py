@@ -1,11 +1,23 @@
-"""Backbones side by side with mmdet's Swin-T: time and peak memory, one process per case.
+"""Backbones side by side with mmdet's Swin-T: time, memory and time per FLOP, one process per case.
 
-    python tools/analysis_tools/benchmark_backbones.py [--models dilateformer-t swin-t]
-        [--shape 800 1344] [--batch 1] [--mode fwd|fwdbwd] [--device cpu] [--threads 1]
+    python tools/analysis_tools/benchmark_backbones.py
+        [--models dilateformer-t qnavit-t dgt-t sgformer-s swin-t] [--shape H W] [--batch B]
+        [--modes fwd fwdbwd] [--precisions fp32 fp16 bf16] [--device cuda|cpu]
+        [--steps N] [--warmup N] [--threads N] [--out-json F] [--out-md F]
 
-Ratios are relative to the last model given (Swin-T by default).
+Defaults follow the device. CUDA: 800x1344, batch 2, fp32 / fp16 / bf16 (autocast), median of 10
+steps after 2 warm-up steps. CPU (a quick check of the same protocol): 400x672, batch 1, fp32,
+median of 3 after 1 (bf16 / fp16 matmuls have no fast CPU kernel on most machines).
+
+Each row: median time, peak memory (CUDA: max allocated; CPU: growth of the max RSS), for
+forward+backward the activations autograd keeps (``saved MB``, the same count on every device),
+the FLOPs (MACs, the project's counter, attention products included) and
+``per-FLOP = (time / Swin-T's time) / (FLOPs / Swin-T's FLOPs)``: below 1 means more efficient per
+FLOP than mmdet's Swin-T. On CUDA, Swin-T runs first and last; its two times are averaged
+(the table lists both runs).
 """
 import argparse
+import json
 import os.path as osp
 import sys
 
@@ -14,32 +26,93 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 from mmvit_ext.analysis.bench_cases import BACKBONES  # noqa: E402
 from mmvit_ext.analysis.benchmark import format_table, run_case_in_subprocess  # noqa: E402
 
+BASELINE = 'swin-t'
+DEFAULT_MODELS = ['dilateformer-t', 'qnavit-t', 'dgt-t', 'sgformer-s', BASELINE]
 
-def main():
+
+def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    p.add_argument('--models', nargs='+', default=['dilateformer-t', 'swin-t'],
-                   choices=sorted(BACKBONES))
-    p.add_argument('--shape', type=int, nargs=2, default=[800, 1344], metavar=('H', 'W'))
-    p.add_argument('--batch', type=int, default=1)
-    p.add_argument('--mode', default='fwd', choices=['fwd', 'fwdbwd'])
-    p.add_argument('--device', default='cpu')
-    p.add_argument('--threads', type=int, default=1)
-    p.add_argument('--repeat', type=int, default=3)
-    args = p.parse_args()
+    p.add_argument('--models', nargs='+', default=DEFAULT_MODELS, choices=sorted(BACKBONES))
+    p.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'))
+    p.add_argument('--batch', type=int)
+    p.add_argument('--modes', nargs='+', default=['fwd', 'fwdbwd'], choices=['fwd', 'fwdbwd'])
+    p.add_argument('--mode', dest='modes', action='store', type=lambda m: [m],
+                   help=argparse.SUPPRESS)  # the older single-mode spelling
+    p.add_argument('--precisions', nargs='+', choices=['fp32', 'fp16', 'bf16'])
+    p.add_argument('--device', help='cuda if available, else cpu')
+    p.add_argument('--steps', '--repeat', type=int, dest='steps',
+                   help='timed steps (median reported)')
+    p.add_argument('--warmup', type=int)
+    p.add_argument('--threads', type=int, default=1, help='CPU threads')
+    p.add_argument('--out-json', help='write the rows as JSON')
+    p.add_argument('--out-md', help='write the table as Markdown')
+    args = p.parse_args(argv)
+    if args.device is None:
+        import torch
+        args.device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    cuda = args.device.startswith('cuda')
+    defaults = dict(shape=[800, 1344] if cuda else [400, 672], batch=2 if cuda else 1,
+                    precisions=['fp32', 'fp16', 'bf16'] if cuda else ['fp32'],
+                    steps=10 if cuda else 3, warmup=2 if cuda else 1)
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    return args
+
+
+def run_order(models, cuda):
+    """Swin-T first and last on CUDA (clock / thermal drift shows as a difference)."""
+    order = [m for m in models if m != BASELINE]
+    if BASELINE in models:
+        order = [BASELINE] + order + ([BASELINE] if cuda and order else [])
+    return order
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cuda = args.device.startswith('cuda')
+    flops = {}
+    for name in dict.fromkeys(args.models):
+        case = dict(kind='flops', model=name, size=args.shape, device='cpu', threads=args.threads)
+        flops[name] = run_case_in_subprocess('mmvit_ext.analysis.bench_cases', case)['flops']
     results = []
-    for name in args.models:
-        case = dict(kind='backbone', model=name, mode=args.mode, size=args.shape, batch=args.batch,
-                    device=args.device, threads=args.threads, repeat=args.repeat, warmup=0)
-        results.append(run_case_in_subprocess('mmvit_ext.analysis.bench_cases', case))
-    base = results[-1]
-    rows = [{'backbone': r['model'], 'time ms': f'{r["time_ms"]:.0f}',
-             'peak MB': f'{r["peak_mb"]:.0f}',
-             f'time / {base["model"]}': f'{r["time_ms"] / base["time_ms"]:.2f}',
-             f'memory / {base["model"]}': f'{r["peak_mb"] / max(base["peak_mb"], 1e-9):.2f}'}
-            for r in results]
-    print(f'{args.mode}, B={args.batch}, {args.shape[0]}x{args.shape[1]}, {args.device}, '
-          f'threads={args.threads}, best of {args.repeat}')
-    print(format_table(rows, list(rows[0])))
+    for mode in args.modes:
+        for precision in args.precisions:
+            for name in run_order(args.models, cuda):
+                case = dict(kind='backbone', model=name, mode=mode, precision=precision,
+                            size=args.shape, batch=args.batch, device=args.device,
+                            threads=args.threads, repeat=args.steps, warmup=args.warmup)
+                results.append(run_case_in_subprocess('mmvit_ext.analysis.bench_cases', case))
+    rows = []
+    for r in results:
+        base = [b['median_ms'] for b in results if b['model'] == BASELINE
+                and b['mode'] == r['mode'] and b['precision'] == r['precision']]
+        row = dict(backbone=r['model'], mode=r['mode'], precision=r['precision'],
+                   **{'median ms': f'{r["median_ms"]:.1f}', 'peak MB': f'{r["peak_mb"]:.0f}',
+                      'saved MB': f'{r["saved_mb"]:.0f}' if 'saved_mb' in r else '-',
+                      'GFLOPs': f'{args.batch * flops[r["model"]] / 1e9:.1f}'})
+        if base:
+            t = r['median_ms'] / (sum(base) / len(base))
+            f = flops[r['model']] / flops[BASELINE]
+            row.update({'FLOPs / Swin-T': f'{f:.2f}', 'time / Swin-T': f'{t:.2f}',
+                        'per-FLOP vs Swin-T': f'{t / f:.2f}'})
+        rows.append(row)
+        r['flops'] = args.batch * flops[r['model']]
+    columns = list(dict.fromkeys(c for row in rows for c in row))
+    header = (f'{args.device}, batch {args.batch}, {args.shape[0]}x{args.shape[1]}, median of '
+              f'{args.steps} steps after {args.warmup} warm-up' +
+              (f', {args.threads} CPU thread(s)' if not cuda else ''))
+    print(header)
+    table = format_table(rows, columns)
+    print(table)
+    if args.out_json:
+        with open(args.out_json, 'w') as f:
+            json.dump(dict(setting=header, rows=results), f, indent=1)
+    if args.out_md:
+        md = ['| ' + ' | '.join(columns) + ' |', '|' + '---|' * len(columns)]
+        md += ['| ' + ' | '.join(str(row.get(c, '')) for c in columns) + ' |' for row in rows]
+        with open(args.out_md, 'w') as f:
+            f.write(header + '\n\n' + '\n'.join(md) + '\n')
 
 
 if __name__ == '__main__':

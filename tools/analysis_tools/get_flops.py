@@ -20,19 +20,7 @@ from mmengine.config import Config, DictAction  # noqa: E402
 
 import mmvit_ext  # noqa: E402,F401
 from mmvit_ext.analysis import config_complexity  # noqa: E402
-
-
-def resolve_config_path(config: str) -> str:
-    """``pkg::rel/path.py`` -> the file inside the installed package's ``.mim/configs``."""
-    if '::' not in config:
-        return config
-    from mmengine.config.utils import _get_package_and_cfg_path
-    from mmengine.utils import get_installed_path
-    package, rel = _get_package_and_cfg_path(config)
-    path = osp.join(get_installed_path(package), '.mim', 'configs', rel)
-    if not osp.isfile(path):
-        sys.exit(f'error: {config}: no such config in the installed {package} ({path})')
-    return path
+from mmvit_ext.utils.runner_setup import resolve_config_path  # noqa: E402
 
 
 def main():
@@ -44,7 +32,10 @@ def main():
     if args.shape and len(args.shape) not in (1, 2):
         parser.error('--shape takes H or H W')
     shape = (args.shape * 2 if len(args.shape) == 1 else args.shape) if args.shape else None
-    cfg = Config.fromfile(resolve_config_path(args.config))
+    try:
+        cfg = Config.fromfile(resolve_config_path(args.config))
+    except FileNotFoundError as e:
+        sys.exit(f'error: {e}')
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     r = config_complexity(cfg, shape)

@@ -1,10 +1,12 @@
-"""Where a backbone's forward spends its time, by operator group (torch.profiler, CPU).
+"""Where a backbone spends its time, by operator group (torch.profiler), forward or training step.
 
-    python tools/analysis_tools/profile_backbone.py sgformer-s [--shape 800 1344] [--threads 1]
-        [--top 12]
+    python tools/analysis_tools/profile_backbone.py sgformer-s [--shape 800 1344] [--batch 1]
+        [--mode fwd|fwdbwd] [--precision fp32|fp16|bf16] [--device cpu|cuda] [--threads 1]
+        [--top 15]
 
-Groups: attention (bmm/matmul, fused SDPA, softmax, our attention ops), linear, conv, norm,
-sort/gather, other. Also prints the top operators by self time.
+Groups: attention (bmm/matmul, fused SDPA and its backward, softmax, our attention ops), linear,
+conv, norm, gather/scatter/index (incl. their backward), element-wise, other. On CUDA the shares
+are of GPU kernel time, on the CPU of operator self time. Also prints the top operators.
 """
 import argparse
 import os.path as osp
@@ -14,14 +16,18 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 import torch  # noqa: E402
 
-from mmvit_ext.analysis.bench_cases import BACKBONES, build_backbone  # noqa: E402
+from mmvit_ext.analysis.bench_cases import BACKBONES, PRECISIONS, build_backbone  # noqa: E402
 
 GROUPS = (
-    ('attention', ('bmm', 'matmul', 'scaled_dot_product', 'softmax', 'DilatedLocalAttention')),
-    ('linear', ('addmm', 'aten::mm', 'linear')),
-    ('conv', ('convolution', 'conv2d')),
-    ('norm', ('norm', )),
-    ('sort/gather', ('sort', 'gather', 'scatter')),
+    ('attention', ('bmm', 'matmul', 'scaled_dot_product', 'softmax', 'DilatedLocalAttention',
+                   'attention', 'fmha', 'flash')),
+    ('linear', ('addmm', 'aten::mm', 'linear', 'gemm', 'sgemm', 'cutlass')),
+    ('conv', ('convolution', 'conv2d', 'conv_depthwise', 'cudnn', 'winograd')),
+    ('norm', ('norm', 'Moments', 'welford')),
+    ('gather/scatter/index', ('sort', 'gather', 'scatter', 'index', 'embedding', 'topk',
+                              'argmax')),
+    ('element-wise', ('gelu', 'add', 'mul', 'div', 'exp', 'copy', 'fill', 'elementwise',
+                      'vectorized', 'where', 'cat', 'sum', 'reduce')),
 )
 
 
@@ -36,31 +42,57 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     p.add_argument('model', choices=sorted(BACKBONES))
     p.add_argument('--shape', type=int, nargs=2, default=[800, 1344], metavar=('H', 'W'))
+    p.add_argument('--batch', type=int, default=1)
+    p.add_argument('--mode', default='fwd', choices=['fwd', 'fwdbwd'])
+    p.add_argument('--precision', default='fp32', choices=sorted(PRECISIONS))
+    p.add_argument('--device', default='cpu')
     p.add_argument('--threads', type=int, default=1)
-    p.add_argument('--top', type=int, default=12)
+    p.add_argument('--top', type=int, default=15)
     args = p.parse_args()
+    cuda = args.device.startswith('cuda')
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = build_backbone(args.model).eval()
-    x = torch.randn(1, 3, *args.shape)
+    model = build_backbone(args.model).to(args.device).train(args.mode == 'fwdbwd')
+    x = torch.randn(args.batch, 3, *args.shape, device=args.device)
+    dtype = PRECISIONS[args.precision]
+
+    def step():
+        with torch.autocast(torch.device(args.device).type, dtype=dtype or torch.float32,
+                            enabled=dtype is not None):
+            with torch.set_grad_enabled(args.mode == 'fwdbwd'):
+                outs = model(x)
+        if args.mode == 'fwdbwd':
+            sum(o.float().mean() for o in outs).backward()
+            model.zero_grad(set_to_none=True)
+        if cuda:
+            torch.cuda.synchronize()
+
     from torch.profiler import ProfilerActivity, profile
-    with torch.no_grad():
-        model(x)  # warm-up
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
-            model(x)
-    events = [e for e in prof.key_averages() if e.key.startswith('aten::') or 'Python' in e.key]
-    total = sum(e.self_cpu_time_total for e in events)
+    step()  # warm-up
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        step()
+    if cuda:
+        events = [e for e in prof.key_averages() if e.self_device_time_total > 0]
+        self_time = lambda e: e.self_device_time_total  # noqa: E731
+    else:
+        events = [e for e in prof.key_averages()
+                  if e.key.startswith('aten::') or 'Python' in e.key or 'Backward' in e.key]
+        self_time = lambda e: e.self_cpu_time_total  # noqa: E731
+    total = sum(self_time(e) for e in events)
     shares = {}
     for e in events:
         g = group_of(e.key)
-        shares[g] = shares.get(g, 0) + e.self_cpu_time_total
-    print(f'{args.model}, {args.shape[0]}x{args.shape[1]}, forward, threads={args.threads}: '
-          f'{total / 1e6:.2f} s of operator time')
+        shares[g] = shares.get(g, 0) + self_time(e)
+    what = 'GPU kernel' if cuda else 'operator'
+    print(f'{args.model}, {args.batch}x{args.shape[0]}x{args.shape[1]}, {args.mode}, '
+          f'{args.precision}, {args.device}' + ('' if cuda else f', threads={args.threads}') +
+          f': {total / 1e6:.2f} s of {what} time')
     for g, t in sorted(shares.items(), key=lambda kv: -kv[1]):
-        print(f'  {g:12s} {100 * t / total:5.1f}%')
-    print('top operators (self time):')
-    for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[:args.top]:
-        print(f'  {e.key:55s} {100 * e.self_cpu_time_total / total:5.1f}%  calls {e.count}')
+        print(f'  {g:22s} {100 * t / total:5.1f}%')
+    print(f'top {what}s (self time):')
+    for e in sorted(events, key=lambda e: -self_time(e))[:args.top]:
+        print(f'  {e.key[:70]:70s} {100 * self_time(e) / total:5.1f}%  calls {e.count}')
 
 
 if __name__ == '__main__':

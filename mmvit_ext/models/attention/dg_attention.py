@@ -16,21 +16,35 @@ this project's design, chosen to follow that description:
 group and ``topk >= N`` the module is ordinary multi-head attention.
 
 Fast form (:func:`grouped_attention`): queries are sorted by group and laid out in chunks of
-``chunk_size`` that each belong to a single group (a group's last chunk is zero-padded), every
+``L`` queries that each belong to a single group (a group's last chunk is zero-padded), every
 chunk gathers its group's k keys/values, and all chunks go through one
 ``scaled_dot_product_attention`` call. The buffer has a fixed bound of ``ceil(N / L) + G`` chunks,
 so shapes are static and nothing loops over groups. No N x N matrix is built: memory is
-``O(N * k)`` at fixed k. Slow form (:func:`dg_attention_reference`): dense logits with a mask
-"query i may see key j iff j is among its group's top-k", for tests.
+``O(N * k)`` at fixed k. The chunk length is chosen from N and G (:func:`auto_chunk_size`): long
+chunks keep fewer gathered key copies (``2k / L`` per query) and give the attention kernel
+bigger tiles, short ones pad less; the result does not depend on it. In training on an
+accelerator (:func:`~mmvit_ext.models.ops.memory_lean`) the gathers and the attention are
+recomputed in backward, so only q, k and v are kept. Slow form
+(:func:`dg_attention_reference`): dense logits with a mask "query i may see key j iff j is among
+its group's top-k", for tests.
+
+Mixed precision: routing is a discrete decision, so it is always taken in fp32 with autocast off
+(k-means assignments, group means, key scores, top-k). Under autocast the module computes the
+queries and keys it routes with in fp32 too (a no-grad fp32 projection), so AMP and fp32 pick the
+same groups and keys for the same input; only the attention itself runs in half precision.
 """
+import math
 from typing import NamedTuple, Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+from ..ops import memory_lean, plain_path_required
 
 __all__ = ['DynamicGroupAttention', 'DGRouting', 'kmeans_groups', 'select_group_keys',
-           'grouped_attention', 'dg_attention_reference']
+           'grouped_attention', 'dg_attention_reference', 'auto_chunk_size']
 
 
 class DGRouting(NamedTuple):
@@ -39,12 +53,43 @@ class DGRouting(NamedTuple):
     key_index: torch.Tensor  # (BH, G, k) long, the keys of every group
 
 
-def _group_sums(x: torch.Tensor, assign: torch.Tensor, groups: int):
-    """Per-group sums of ``x`` (BH, N, d) and member counts (BH, G), as one batched matmul with
-    the one-hot assignment (a scatter-add with an expanded index is several times slower on CPU;
-    the one-hot matrix is N x G, like the assignment scores)."""
+def _group_sums(x: torch.Tensor, assign: torch.Tensor, groups: int, block: int = 1024):
+    """Per-group sums of ``x`` (BH, N, d) and member counts (BH, G).
+
+    One-hot matmuls, deterministic on every device (a scatter-add is several times slower on
+    CPU, and its atomics make CUDA sums order-dependent). The token axis is cut into blocks of
+    ``block`` that form the batch of the product: a single ``(G x N) @ (N x d)`` per image-head
+    has a tiny output and one long reduction, which a GPU runs on a handful of thread blocks.
+    """
+    BH, N, d = x.shape
     onehot = F.one_hot(assign, groups).to(x.dtype)  # (BH, N, G)
-    return onehot.transpose(1, 2) @ x, onehot.sum(1)
+    counts = onehot.sum(1)
+    nb = N // block
+    if nb < 2:
+        return onehot.transpose(1, 2) @ x, counts
+    full = nb * block  # whole blocks as the batch, the remainder as one more product
+    sums = (onehot[:, :full].reshape(BH * nb, block, groups).transpose(1, 2)
+            @ x[:, :full].reshape(BH * nb, block, d)).reshape(BH, nb, groups, d).sum(1)
+    if full < N:
+        sums = sums + onehot[:, full:].transpose(1, 2) @ x[:, full:]
+    return sums, counts
+
+
+def _routing_precision(device_type: str):
+    """fp32, autocast off: routing decisions must not depend on the precision mode."""
+    return torch.autocast(device_type=device_type, enabled=False)
+
+
+def auto_chunk_size(num_tokens: int, num_groups: int) -> int:
+    """Queries per chunk: the power of two in [64, 256] nearest ``sqrt(8 N / G)``.
+
+    A chunk of L queries gathers its group's k keys and values (``2k / L`` copies per query)
+    and a group wastes L / 2 padded queries on average: ``G L / 2 + c 2N / L`` (c: the cost of a
+    copied element relative to a product) is smallest at ``L = sqrt(4 c N / G)``, taken with
+    c = 2. 64 at the token counts of 224-512 inputs, 128-256 at detection sizes.
+    """
+    target = math.sqrt(8 * int(num_tokens) / max(int(num_groups), 1))  # int(): traced sizes
+    return int(min(256, max(64, 2**round(math.log2(max(target, 1.))))))
 
 
 @torch.no_grad()
@@ -56,14 +101,15 @@ def kmeans_groups(q: torch.Tensor, num_groups: int, iters: int = 3) -> torch.Ten
     """
     BH, N, d = q.shape
     groups = min(num_groups, N)
-    qn = F.normalize(q.float(), dim=-1)
-    start = torch.linspace(0, N - 1, groups, device=q.device).round().long()
-    centroids = qn[:, start]  # (BH, G, d)
-    assign = (qn @ centroids.transpose(1, 2)).argmax(-1)
-    for _ in range(iters):
-        sums, counts = _group_sums(qn, assign, groups)
-        centroids = torch.where(counts[..., None] > 0, F.normalize(sums, dim=-1), centroids)
+    with _routing_precision(q.device.type):
+        qn = F.normalize(q.float(), dim=-1)
+        start = torch.linspace(0, N - 1, groups, device=q.device).round().long()
+        centroids = qn[:, start]  # (BH, G, d)
         assign = (qn @ centroids.transpose(1, 2)).argmax(-1)
+        for _ in range(iters):
+            sums, counts = _group_sums(qn, assign, groups)
+            centroids = torch.where(counts[..., None] > 0, F.normalize(sums, dim=-1), centroids)
+            assign = (qn @ centroids.transpose(1, 2)).argmax(-1)
     return assign
 
 
@@ -75,21 +121,24 @@ def select_group_keys(q: torch.Tensor, k: torch.Tensor, assign: torch.Tensor, gr
     ``q``, ``k``: ``(BH, N, d)``; returns ``(BH, G, k)`` key indices. An empty group gets some
     keys too (it has no query, so they are never used).
     """
-    sums, counts = _group_sums(q.float(), assign, groups)
-    mean_q = sums / counts.clamp(min=1)[..., None]
-    scores = mean_q @ k.float().transpose(1, 2)  # (BH, G, N)
-    return scores.topk(min(topk, k.shape[1]), dim=-1).indices
+    with _routing_precision(q.device.type):
+        sums, counts = _group_sums(q.float(), assign, groups)
+        mean_q = sums / counts.clamp(min=1)[..., None]
+        scores = mean_q @ k.float().transpose(1, 2)  # (BH, G, N)
+        return scores.topk(min(topk, k.shape[1]), dim=-1).indices
 
 
 def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, routing: DGRouting,
-                      scale: float, chunk_size: int = 64, dropout_p: float = 0.) -> torch.Tensor:
-    """Each query attends to its group's selected keys. ``q, k, v``: ``(BH, N, d)``."""
+                      scale: float, chunk_size: Optional[int] = None,
+                      dropout_p: float = 0.) -> torch.Tensor:
+    """Each query attends to its group's selected keys. ``q, k, v``: ``(BH, N, d)``;
+    ``chunk_size`` None = :func:`auto_chunk_size`."""
     BH, N, d = q.shape
     assign, key_index = routing
     groups, kk = key_index.shape[1:]
     if kk >= k.shape[1]:  # every group sees every key: plain attention, exactly
         return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, scale=scale)
-    L = min(chunk_size, N)
+    L = min(chunk_size or auto_chunk_size(N, groups), N)
     with torch.no_grad():
         counts = torch.zeros(BH, groups, dtype=torch.long, device=q.device)
         counts.scatter_add_(1, assign, torch.ones_like(assign))
@@ -143,7 +192,8 @@ class DynamicGroupAttention(nn.Module):
         num_groups: query groups per image and head (capped at N).
         topk: keys per group (capped at N); ``None`` = all keys (global attention).
         kmeans_iters: Lloyd iterations after the deterministic initial assignment.
-        chunk_size: queries per chunk in the fast form (a group's last chunk is padded).
+        chunk_size: queries per chunk in the fast form (a group's last chunk is padded); None
+            chooses it from the token and group counts (:func:`auto_chunk_size`).
         keep_routing: keep the last forward's :class:`DGRouting` (heads of image 0) in
             ``last_routing``, for visualisation.
     """
@@ -154,7 +204,7 @@ class DynamicGroupAttention(nn.Module):
                  num_groups: int = 8,
                  topk: Optional[int] = 64,
                  kmeans_iters: int = 3,
-                 chunk_size: int = 64,
+                 chunk_size: Optional[int] = None,
                  qkv_bias: bool = True,
                  qk_scale: Optional[float] = None,
                  attn_drop: float = 0.,
@@ -165,7 +215,7 @@ class DynamicGroupAttention(nn.Module):
             raise ValueError(f'embed_dims ({embed_dims}) must be divisible by num_heads '
                              f'({num_heads})')
         if num_groups < 1 or (topk is not None and topk < 1) or kmeans_iters < 0 \
-                or chunk_size < 1:
+                or (chunk_size is not None and chunk_size < 1):
             raise ValueError('num_groups, topk and chunk_size must be >= 1 and kmeans_iters '
                              f'>= 0, got {num_groups}, {topk}, {chunk_size}, {kmeans_iters}')
         self.embed_dims, self.num_heads = embed_dims, num_heads
@@ -186,8 +236,22 @@ class DynamicGroupAttention(nn.Module):
         qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, d).permute(2, 0, 3, 1, 4)
         return [t.reshape(B * self.num_heads, N, d) for t in qkv]
 
+    def _routing_qk(self, x, q, k):
+        """The queries and keys to route with: ``q``, ``k`` themselves in fp32 mode; under
+        autocast (or any projection to a lower precision than ``x``) the same projection redone
+        in fp32, without gradient."""
+        if q.dtype == x.dtype:
+            return q, k
+        B, N, C = x.shape
+        with torch.no_grad(), _routing_precision(x.device.type):
+            weight = self.qkv.weight[:2 * C].float()
+            bias = None if self.qkv.bias is None else self.qkv.bias[:2 * C].float()
+            qk = F.linear(x.float(), weight, bias).reshape(B, N, 2, self.num_heads, -1)
+            qk = qk.permute(2, 0, 3, 1, 4).reshape(2, B * self.num_heads, N, -1)
+        return qk[0], qk[1]
+
     def routing(self, q: torch.Tensor, k: torch.Tensor) -> DGRouting:
-        """Groups (k-means of the queries) and their keys (top-k), no gradient."""
+        """Groups (k-means of the queries) and their keys (top-k), no gradient, in fp32."""
         N = q.shape[1]
         groups = min(self.num_groups, N)
         if groups == 1:  # nothing to cluster
@@ -201,6 +265,12 @@ class DynamicGroupAttention(nn.Module):
             key_index = select_group_keys(q, k, assign, groups, topk)
         return DGRouting(assign, key_index)
 
+    def _route(self, x, q, k):
+        N = q.shape[1]
+        if min(self.num_groups, N) == 1 and (self.topk is None or self.topk >= N):
+            return self.routing(q, k)  # nothing to decide: no fp32 projection needed
+        return self.routing(*self._routing_qk(x, q, k))
+
     def _finish(self, out, B, N, C, routing):
         if self.keep_routing:
             self.last_routing = DGRouting(*(t[:self.num_heads].detach() for t in routing))
@@ -212,16 +282,23 @@ class DynamicGroupAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, N, C = x.shape
         q, k, v = self._qkv(x)
-        routing = self.routing(q, k)
-        out = grouped_attention(q, k, v, routing, self.scale, self.chunk_size,
-                                self.attn_drop if self.training else 0.)
+        routing = self._route(x, q, k)
+        args = (q, k, v, routing, self.scale, self.chunk_size,
+                self.attn_drop if self.training else 0.)
+        if (torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
+                and memory_lean(x.device) and not plain_path_required()):
+            # The gathered chunk keys/values are 2k/L copies of K and V: recomputing the gathers
+            # and the attention in backward keeps q, k, v only (the qkv output) instead.
+            out = checkpoint(grouped_attention, *args, use_reentrant=False)
+        else:
+            out = grouped_attention(*args)
         return self._finish(out, B, N, C, routing)
 
     def forward_reference(self, x: torch.Tensor) -> torch.Tensor:
         """Same routing, dense masked attention (no attention dropout)."""
         B, N, C = x.shape
         q, k, v = self._qkv(x)
-        routing = self.routing(q, k)
+        routing = self._route(x, q, k)
         out = dg_attention_reference(q, k, v, routing, self.scale)
         return self._finish(out, B, N, C, routing)
 

@@ -16,6 +16,15 @@ Tokens are ``(B, N, C)`` in row-major order over ``hw = (H, W)``; any H, W works
   chunk length completes its last chunk with zero tokens (they add nothing to the weighted sum).
 
 At sizes the official model accepts (224*k inputs) nothing is padded and the result equals it.
+
+The H block's global half attends from all N tokens to the ``N / sr^2`` reduced ones and must
+also return how much attention every key receives. :func:`global_attention_with_significance`
+runs it over chunks of queries and, in training, recomputes each chunk's probabilities in
+backward instead of keeping the ``(B, h, N, N / sr^2)`` tensor (564 MB per image pair at
+stage 1 of an 800x1344 input). Significance is a routing decision: it is always computed in fp32
+from fp32 queries and keys (recomputed without gradient under autocast), so that AMP and fp32
+sort the same tokens.
+
 Each fast form has a slow reference here (loops over windows and chunks, explicit softmax) that
 follows the official computation step by step; the tests check them against each other.
 """
@@ -29,7 +38,8 @@ __all__ = [
     'HybridScaleAttention', 'SelfGuidedAttention', 'FullAttention', 'window_attention',
     'window_attention_reference', 'merge_sorted_tokens', 'merge_sorted_tokens_reference',
     'merge_bounds', 'conv_on_tokens', 'hybrid_scale_attention_reference', 'self_guided_attention_reference',
-    'full_attention_reference', 'DEFAULT_MERGE_GROUPS'
+    'full_attention_reference', 'DEFAULT_MERGE_GROUPS', 'global_attention_with_significance',
+    'window_significance'
 ]
 
 # Merge groups of the G block per stage, from the official code: (end of the group as a fraction
@@ -71,21 +81,9 @@ def conv_on_tokens(conv: nn.Module, x: torch.Tensor, hw: Tuple[int, int]) -> tor
 
 
 # --------------------------------------------------------------------------- local windows
-def window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, hw: Tuple[int, int],
-                     window: int, scale: float,
-                     pad_extra: Tuple[int, int] = (0, 0),
-                     attn_drop: Optional[nn.Module] = None
-                     ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Non-overlapping ``window x window`` attention with the attention each key receives.
-
-    Args:
-        q, k, v: ``(B, h, N, d)`` with ``N = H * W``.
-        pad_extra: extra windows of padding (rows, cols) beyond what H, W need; for tests.
-        attn_drop: dropout on the probabilities of the output (the returned map is taken before).
-    Returns:
-        out ``(B, h, N, d)``; received ``(B, H, W)``: per key, the attention it gets averaged over
-        heads and over the real queries of its window (0 for nothing), detached.
-    """
+def _window_logits(q, k, hw, window, scale, pad_extra):
+    """Masked logits ``(B, h, nW, L, L)`` of the ``window x window`` windows, the validity mask
+    ``(nW, L)`` (None when nothing is padded), the padded geometry, and the windows function."""
     B, h, N, d = q.shape
     H, W = hw
     ws = window
@@ -95,14 +93,13 @@ def window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, hw: Tupl
     L = ws * ws
 
     def windows(t):  # (B, h, N, d) -> (B, h, nW, L, d), row-major windows
-        t = t.reshape(B * h, H, W, d)
+        t = t.reshape(B * h, H, W, t.shape[-1])
         if (Hp, Wp) != (H, W):
             t = F.pad(t, (0, 0, 0, Wp - W, 0, Hp - H))
-        t = t.reshape(B * h, nh, ws, nw, ws, d).permute(0, 1, 3, 2, 4, 5)
-        return t.reshape(B, h, nh * nw, L, d)
+        t = t.reshape(B * h, nh, ws, nw, ws, -1).permute(0, 1, 3, 2, 4, 5)
+        return t.reshape(B, h, nh * nw, L, -1)
 
-    qw, kw, vw = windows(q), windows(k), windows(v)
-    logits = (qw * scale) @ kw.transpose(-2, -1)  # (B, h, nW, L, L)
+    logits = (windows(q) * scale) @ windows(k).transpose(-2, -1)  # (B, h, nW, L, L)
     valid = None
     if (Hp, Wp) != (H, W):
         valid = q.new_zeros(Hp, Wp, dtype=torch.bool)
@@ -110,22 +107,62 @@ def window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, hw: Tupl
         valid = valid.reshape(nh, ws, nw, ws).permute(0, 2, 1, 3).reshape(nh * nw, L)
         # finite fill: a window of padding only gets a uniform softmax, never NaN
         logits = logits.masked_fill(~valid[:, None, :], torch.finfo(logits.dtype).min)
+    return logits, valid, (Hp, Wp, nh, nw, ws), windows
+
+
+@torch.no_grad()
+def _received_by_window_keys(attn, valid, geometry, hw):
+    """Per key, the attention it gets averaged over heads and the real queries of its window."""
+    B = attn.shape[0]
+    Hp, Wp, nh, nw, ws = geometry
+    a = attn.detach().mean(dim=1)  # (B, nW, Lq, Lk): mean over heads
+    if valid is None:
+        received = a.mean(dim=2)
+    else:
+        qmask = valid.to(a.dtype)  # (nW, L)
+        received = (a * qmask[None, :, :, None]).sum(2)
+        received = received / qmask.sum(1).clamp(min=1)[None, :, None]
+    received = received.reshape(B, nh, nw, ws, ws).permute(0, 1, 3, 2, 4)
+    return received.reshape(B, Hp, Wp)[:, :hw[0], :hw[1]]
+
+
+def window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, hw: Tuple[int, int],
+                     window: int, scale: float,
+                     pad_extra: Tuple[int, int] = (0, 0),
+                     attn_drop: Optional[nn.Module] = None,
+                     with_significance: bool = True
+                     ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Non-overlapping ``window x window`` attention with the attention each key receives.
+
+    Args:
+        q, k, v: ``(B, h, N, d)`` with ``N = H * W``.
+        pad_extra: extra windows of padding (rows, cols) beyond what H, W need; for tests.
+        attn_drop: dropout on the probabilities of the output (the returned map is taken before).
+        with_significance: False returns None for the map (it is computed elsewhere).
+    Returns:
+        out ``(B, h, N, d)``; received ``(B, H, W)``: per key, the attention it gets averaged over
+        heads and over the real queries of its window (0 for nothing), detached.
+    """
+    B, h, N, d = q.shape
+    H, W = hw
+    logits, valid, geometry, windows = _window_logits(q, k, hw, window, scale, pad_extra)
+    Hp, Wp, nh, nw, ws = geometry
     attn = logits.softmax(dim=-1)
-    out = (attn if attn_drop is None else attn_drop(attn)) @ vw  # (B, h, nW, L, d)
+    out = (attn if attn_drop is None else attn_drop(attn)) @ windows(v)  # (B, h, nW, L, d)
     out = out.reshape(B * h, nh, nw, ws, ws, d).permute(0, 1, 3, 2, 4, 5)
     out = out.reshape(B, h, Hp, Wp, d)[:, :, :H, :W].reshape(B, h, N, d)
-
-    with torch.no_grad():
-        a = attn.detach().mean(dim=1)  # (B, nW, Lq, Lk): mean over heads
-        if valid is None:
-            received = a.mean(dim=2)
-        else:
-            qmask = valid.to(a.dtype)  # (nW, L)
-            received = (a * qmask[None, :, :, None]).sum(2)
-            received = received / qmask.sum(1).clamp(min=1)[None, :, None]
-        received = received.reshape(B, nh, nw, ws, ws).permute(0, 1, 3, 2, 4)
-        received = received.reshape(B, Hp, Wp)[:, :H, :W]
+    received = _received_by_window_keys(attn, valid, geometry, hw) if with_significance else None
     return out, received
+
+
+@torch.no_grad()
+def window_significance(q: torch.Tensor, k: torch.Tensor, hw: Tuple[int, int], window: int,
+                        scale: float, pad_extra: Tuple[int, int] = (0, 0)) -> torch.Tensor:
+    """The ``received`` map of :func:`window_attention` alone (same ops, so the same numbers),
+    autocast off: in the precision of ``q`` and ``k``."""
+    with torch.autocast(device_type=q.device.type, enabled=False):
+        logits, valid, geometry, _ = _window_logits(q, k, hw, window, scale, pad_extra)
+        return _received_by_window_keys(logits.softmax(dim=-1), valid, geometry, hw)
 
 
 def window_attention_reference(q, k, v, hw, window, scale):
@@ -147,6 +184,112 @@ def window_attention_reference(q, k, v, hw, window, scale):
             out[:, :, y:y + wh, x:x + ww] = (attn @ vs).reshape(B, h, wh, ww, d)
             received[:, y:y + wh, x:x + ww] = attn.detach().mean(1).mean(1).reshape(B, wh, ww)
     return out.reshape(B, h, N, d), received
+
+
+# --------------------------------------------------------------------------- global half
+# elements of one chunk's (B, h, chunk, M) probabilities: 64 MB in fp32
+CHUNK_ELEMENTS = 1 << 24
+
+
+def _query_chunks(q: torch.Tensor, num_keys: int):
+    """Query ranges whose ``(B, h, chunk, M)`` probabilities hold at most ``CHUNK_ELEMENTS``."""
+    B, h, N, _ = q.shape
+    step = max(1, CHUNK_ELEMENTS // max(B * h * num_keys, 1))
+    return [(s, min(s + step, N)) for s in range(0, N, step)]
+
+
+def _chunk_probs(q_chunk, k, scale):
+    """Softmax probabilities of a query chunk, in fp32 for half inputs (as autocast's softmax)."""
+    logits = (q_chunk * scale) @ k.transpose(-2, -1)
+    return logits.softmax(dim=-1, dtype=torch.float32 if logits.dtype in (
+        torch.float16, torch.bfloat16) else logits.dtype)
+
+
+def _chunked_attention(q, k, v, scale, chunks, received=None):
+    """``softmax(q k^T) v`` chunk by chunk; adds each key's received probability (summed over
+    heads and queries) to ``received`` if given. The one loop every path runs, so the map is the
+    same number whichever path computed it."""
+    out = q.new_empty(*q.shape[:-1], v.shape[-1], dtype=v.dtype)
+    for s, e in chunks:
+        p = _chunk_probs(q[:, :, s:e], k, scale)
+        if received is not None:
+            received += p.sum(dim=(1, 2), dtype=received.dtype)
+        out[:, :, s:e] = p.to(v.dtype) @ v
+    return out
+
+
+def _received_buffer(q, k):
+    dtype = torch.float64 if q.dtype == torch.float64 else torch.float32
+    return torch.zeros(q.shape[0], k.shape[2], dtype=dtype, device=q.device)
+
+
+class _GlobalAttentionFunction(torch.autograd.Function):
+    """:func:`_chunked_attention` whose backward recomputes each chunk's probabilities instead
+    of keeping them. Returns the output and the (non-differentiable) received sums."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, scale, chunks, with_received):
+        received = _received_buffer(q, k) if with_received else q.new_zeros(0)
+        out = _chunked_attention(q, k, v, scale, chunks, received if with_received else None)
+        ctx.save_for_backward(q, k, v)
+        ctx.scale, ctx.chunks = scale, chunks
+        ctx.mark_non_differentiable(received)
+        return out, received
+
+    @staticmethod
+    def backward(ctx, grad_out, _):
+        q, k, v = ctx.saved_tensors
+        acc = torch.float32 if k.dtype in (torch.float16, torch.bfloat16) else k.dtype
+        with torch.autocast(device_type=q.device.type, enabled=False):
+            grad_q = torch.empty_like(q)
+            grad_k = torch.zeros(k.shape, dtype=acc, device=k.device)
+            grad_v = torch.zeros(v.shape, dtype=acc, device=v.device)
+            for s, e in ctx.chunks:
+                qc, go = q[:, :, s:e], grad_out[:, :, s:e].to(v.dtype)
+                p = _chunk_probs(qc, k, ctx.scale)  # (B, h, c, M), fp32 for half inputs
+                grad_v += (p.transpose(-2, -1).to(go.dtype) @ go).to(acc)
+                dp = (go @ v.transpose(-2, -1)).to(p.dtype)
+                ds = p * (dp - (dp * p).sum(-1, keepdim=True))
+                del p, dp
+                ds = ds.to(q.dtype) * ctx.scale
+                grad_q[:, :, s:e] = ds @ k
+                grad_k += (ds.transpose(-2, -1) @ qc).to(acc)
+        return grad_q, grad_k.to(k.dtype), grad_v.to(v.dtype), None, None, None
+
+
+def global_attention_with_significance(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                                       scale: float, significance_qk=None,
+                                       attn_drop: Optional[nn.Module] = None
+                                       ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``softmax(q k^T * scale) v`` and the mean probability each key receives ``(B, M)``.
+
+    ``q``: ``(B, h, N, d)``, ``k``, ``v``: ``(B, h, M, d)``. The map is read off the same
+    probabilities as the output, unless ``significance_qk`` (fp32 ``(q, k)``, given under
+    autocast) says where to take it from. With attention dropout in training the probabilities
+    are formed explicitly (dropout must hit the output, not the map).
+    """
+    B, h, N, _ = q.shape
+    chunks = _query_chunks(q, k.shape[2])
+    own = significance_qk is None
+    received = _received_buffer(q, k)
+    if attn_drop is not None and attn_drop.training and attn_drop.p > 0:
+        probs = _chunk_probs(q, k, scale)
+        out = attn_drop(probs.to(v.dtype)) @ v
+        if own:  # the same sums over the same chunks as everywhere else
+            for s, e in chunks:
+                received += probs[:, :, s:e].sum(dim=(1, 2), dtype=received.dtype)
+    elif torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
+        out, sums = _GlobalAttentionFunction.apply(q, k, v, scale, chunks, own)
+        if own:
+            received = sums
+    else:
+        out = _chunked_attention(q, k, v, scale, chunks, received if own else None)
+    if not own:
+        with torch.no_grad(), torch.autocast(device_type=q.device.type, enabled=False):
+            sq, sk = significance_qk
+            _chunked_attention(sq, sk, sk[..., :0], scale, _query_chunks(sq, sk.shape[2]),
+                               received)
+    return out, received / (h * N)
 
 
 # --------------------------------------------------------------------------- token merging
@@ -261,6 +404,19 @@ class HybridScaleAttention(_LePEMixin, nn.Module):
         t = conv_on_tokens(self.sr, x, hw)
         return self.act(self.sr_norm(t)), (Hs, Ws)
 
+    def _fp32_routing_inputs(self, x, hw):
+        """fp32 queries/keys of both halves, without gradient: the significance inputs under
+        autocast (the same projections the fp32 forward computes)."""
+        hh = self.num_heads // 2
+        with torch.no_grad(), torch.autocast(device_type=x.device.type, enabled=False):
+            x = x.float()
+            reduced, _ = self.reduce(x, hw)
+            q1 = _heads(self.global_q(x), hh)
+            k1, _ = _split_kv(self.global_kv(reduced), hh)
+            q2 = _heads(self.local_q(x), hh)
+            k2, _ = _split_kv(self.local_kv(x), hh)
+        return q1, k1, q2, k2
+
     def forward(self, x: torch.Tensor, hw: Tuple[int, int],
                 pad_extra: Tuple[int, int] = (0, 0)) -> Tuple[torch.Tensor, torch.Tensor]:
         B, N, C = x.shape
@@ -270,18 +426,23 @@ class HybridScaleAttention(_LePEMixin, nn.Module):
         reduced, (Hs, Ws) = self.reduce(x, hw)
         q1 = _heads(self.global_q(x), hh)
         k1, v1 = _split_kv(self.global_kv(reduced), hh)
-        a1 = ((q1 * self.scale) @ k1.transpose(-2, -1)).softmax(dim=-1)  # (B, hh, N, M)
-        o1 = self.attn_drop(a1) @ v1
         # local half: 7x7 windows at full resolution
         q2 = _heads(self.local_q(x), hh)
         k2, v2 = _split_kv(self.local_kv(x), hh)
+        routing = None
+        if q1.dtype in (torch.float16, torch.bfloat16) and x.dtype not in (torch.float16,
+                                                                           torch.bfloat16):
+            routing = self._fp32_routing_inputs(x, hw)  # autocast: decide in fp32
+        o1, g = global_attention_with_significance(
+            q1, k1, v1, self.scale, None if routing is None else routing[:2], self.attn_drop)
         o2, local_sig = window_attention(q2, k2, v2, hw, self.window_size, self.scale, pad_extra,
-                                         self.attn_drop)
-        with torch.no_grad():
-            # one reduction over heads and queries: a per-head mean first would copy the whole
-            # (B, h, N, M) probability tensor when h == 1 (stage 1 of S and M)
-            g = a1.detach().mean(dim=(1, 2)).reshape(B, 1, Hs, Ws)
-            g = F.interpolate(g, size=(Hs * self.sr_ratio, Ws * self.sr_ratio), mode='nearest')
+                                         self.attn_drop, with_significance=routing is None)
+        with torch.no_grad(), torch.autocast(device_type=x.device.type, enabled=False):
+            if routing is not None:
+                local_sig = window_significance(routing[2], routing[3], hw, self.window_size,
+                                                self.scale, pad_extra)
+            g = F.interpolate(g.reshape(B, 1, Hs, Ws),
+                              size=(Hs * self.sr_ratio, Ws * self.sr_ratio), mode='nearest')
             significance = g[:, 0, :H, :W] + local_sig
         out = torch.cat([_merge_heads(o1), _merge_heads(o2)], dim=-1) + self.lepe(x, hw)
         return self.proj_drop(self.proj(out)), significance

@@ -27,6 +27,7 @@ import torch.utils.checkpoint as cp
 from ...registry import MODELS
 from ..attention.dg_attention import DynamicGroupAttention
 from ..layers import DropPath, check_stage_indices, pretrained_to_init_cfg, resolve_arch
+from ..ops import irffn_hidden
 from .base import PyramidBackbone, vit_init_
 
 __all__ = ['DGT']
@@ -46,7 +47,10 @@ class IRFFN(nn.Module):
 
     CMT's 1x1 convs are Linear layers on the channels-last tokens (the same product, on the fast
     GEMM path: the 1x1 conv on a channels-last view took a slow conv kernel on CPU), and each
-    BatchNorm2d normalises the channels-last view, over (N, H, W) as usual.
+    BatchNorm2d normalises the channels-last view, over (N, H, W) as usual. In training,
+    everything up to ``fc2`` runs as one autograd function that keeps two of the six 4x-wide
+    activations and recomputes the element-wise rest in backward (``models/ops.py``): the
+    IRFFN had kept 3x the activations of a plain MLP.
     """
 
     def __init__(self, dims, ratio=4.):
@@ -58,17 +62,13 @@ class IRFFN(nn.Module):
         self.norm2 = nn.BatchNorm2d(hidden)
         self.fc2 = nn.Linear(hidden, dims)
         self.norm3 = nn.BatchNorm2d(dims)
-        self.act = nn.GELU()
 
     @staticmethod
     def _nchw(x):  # NHWC tensor -> NCHW view (channels-last memory)
         return x.permute(0, 3, 1, 2)
 
     def forward(self, x):  # (B, H, W, C)
-        x = self._nchw(self.act(self.fc1(x)))
-        x = self.norm1(x)
-        x = x + self.norm2(self.act(self.dwconv(x)))
-        x = self.fc2(x.permute(0, 2, 3, 1))
+        x = irffn_hidden(x, self.fc1, self.norm1, self.dwconv, self.norm2, self.fc2)
         return self.norm3(self._nchw(x)).permute(0, 2, 3, 1)
 
 

@@ -22,6 +22,7 @@ from ..attention.sg_attention import (DEFAULT_MERGE_GROUPS, FullAttention, Hybri
                                       SelfGuidedAttention, conv_on_tokens)
 from ..converters.sgformer import SGFORMER_STATE_KEYS, convert_sgformer, is_official_sgformer
 from ..layers import DropPath, check_stage_indices, pretrained_to_init_cfg, resolve_arch
+from ..ops import GroupNorm1
 from .base import PyramidBackbone, vit_init_
 
 __all__ = ['SGFormer', 'sincos_pos_embed_2d']
@@ -46,12 +47,13 @@ def sincos_pos_embed_2d(dims: int, grid: Tuple[int, int], temperature: float = 1
 
 
 class ConvGN(nn.Sequential):
-    """Bias-free conv + GroupNorm(1, C) (called ``c`` / ``bn`` in the official code)."""
+    """Bias-free conv + GroupNorm(1, C) (called ``c`` / ``bn`` in the official code); the norm is
+    :class:`GroupNorm1`, the same layer with a reduction that keeps a GPU busy."""
 
     def __init__(self, cin, cout, kernel, stride=1, groups=1):
         super().__init__()
         self.conv = nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False)
-        self.norm = nn.GroupNorm(1, cout)
+        self.norm = GroupNorm1(cout)
 
 
 class Stem(nn.Module):
