@@ -4,11 +4,13 @@ mmengine's ``load_checkpoint`` unwraps only ``state_dict`` and loads with ``stri
 mismatches as warnings: a DeiT-style ``{'model': ...}`` file then loads *nothing* and training
 silently starts from scratch. Here every key must match, unless it is listed as allowed to be
 missing (e.g. per-output norms that an ImageNet model does not have); anything else is an error
-naming the keys.
+naming the keys, and saying in words which backbone the file holds when it is one of ours.
+NaN / Inf weights are an error too (a file saved after training diverged).
 """
 import re
-from typing import Callable, Dict, Iterable, Mapping, Optional
+from typing import Callable, Dict, Iterable, List, Mapping, Optional
 
+import torch
 import torch.nn as nn
 from mmengine.logging import MMLogger, print_log
 from mmengine.runner.checkpoint import CheckpointLoader
@@ -17,7 +19,8 @@ from .models.converters.common import (DEFAULT_STATE_KEYS, strip_prefix,
                                        unwrap_state_dict)
 from .utils import safe_load
 
-__all__ = ['CheckpointMismatchError', 'load_pretrained', 'check_state_dict']
+__all__ = ['CheckpointMismatchError', 'NonFiniteCheckpointError', 'load_pretrained',
+           'check_state_dict', 'nonfinite_tensors', 'check_finite', 'mismatch_summary']
 
 
 class CheckpointMismatchError(KeyError):
@@ -25,6 +28,67 @@ class CheckpointMismatchError(KeyError):
 
     def __str__(self):  # KeyError quotes its message; show it plainly.
         return str(self.args[0]) if self.args else ''
+
+
+class NonFiniteCheckpointError(ValueError):
+    """A checkpoint holds NaN or Inf weights."""
+
+
+def nonfinite_tensors(state_dict: Mapping) -> List[str]:
+    """Keys of floating-point tensors holding NaN or Inf."""
+    return [k for k, v in state_dict.items() if torch.is_tensor(v) and v.is_floating_point()
+            and v.numel() and not bool(torch.isfinite(v).all())]
+
+
+def check_finite(state_dict: Mapping, source: str) -> None:
+    bad = nonfinite_tensors(state_dict)
+    if bad:
+        raise NonFiniteCheckpointError(
+            f'{source} holds NaN/Inf values in {len(bad)} of {len(state_dict)} tensors: '
+            f'{_short(bad, 6)}. It was probably saved after training diverged (or damaged when '
+            'written); take an earlier checkpoint.')
+
+
+def mismatch_summary(model: nn.Module, state_dict: Mapping, allowed_missing=()) -> Dict:
+    """Missing / unexpected / mis-shaped keys of ``state_dict`` against ``model``."""
+    own = model.state_dict()
+    patterns = [re.compile(p) for p in allowed_missing]
+    missing = [k for k in own if k not in state_dict]
+    tolerated = [k for k in missing if any(p.search(k) for p in patterns)]
+    missing = [k for k in missing if k not in tolerated]
+    unexpected = [k for k in state_dict if k not in own]
+    wrong_shape = [
+        f'{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}'
+        for k in state_dict
+        if k in own and torch.is_tensor(state_dict[k])
+        and tuple(state_dict[k].shape) != tuple(own[k].shape)]
+    return dict(missing=missing, unexpected=unexpected, wrong_shape=wrong_shape,
+                tolerated=tolerated)
+
+
+def describe_mismatch(summary: Dict, n: int = 5) -> str:
+    problems = []
+    for key, what in (('missing', 'missing'), ('unexpected', 'unexpected'),
+                      ('wrong_shape', 'of another shape')):
+        if summary[key]:
+            problems.append(f'{len(summary[key])} {what} ({_short(summary[key], n)})')
+    return '; '.join(problems)
+
+
+def which_backbones(model: nn.Module, state_dict: Mapping) -> str:
+    """' It holds a DGT-T backbone; the config builds DilateFormer-S.' when both are known and
+    differ, else ''."""
+    from .models.identify import describe_backbone_module, identify_backbone
+    held, built = identify_backbone(state_dict), describe_backbone_module(model)
+    if not held:
+        return ''
+    if built and held != built and not held.endswith(built):
+        return f' It holds {_article(held)}; the config builds {built}.'
+    return f' It holds {_article(held)}.'
+
+
+def _article(name: str) -> str:
+    return name if name.startswith(('a ', 'an ')) else f'a {name} backbone'
 
 
 def _short(keys, n=12):
@@ -44,33 +108,24 @@ def check_state_dict(model: nn.Module,
     Returns:
         dict with the allowed ``missing`` keys (they keep their initialisation).
     """
-    own = model.state_dict()
-    patterns = [re.compile(p) for p in allowed_missing]
-    missing = [k for k in own if k not in state_dict]
-    tolerated = [k for k in missing if any(p.search(k) for p in patterns)]
-    missing = [k for k in missing if k not in tolerated]
-    unexpected = [k for k in state_dict if k not in own]
-    wrong_shape = [
-        f'{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}'
-        for k in state_dict
-        if k in own and tuple(state_dict[k].shape) != tuple(own[k].shape)
-    ]
+    summary = mismatch_summary(model, state_dict, allowed_missing)
     problems = []
-    if missing:
-        problems.append(f'missing keys ({len(missing)}): {_short(missing)}')
-    if unexpected:
-        problems.append(
-            f'unexpected keys ({len(unexpected)}): {_short(unexpected)}')
-    if wrong_shape:
-        problems.append(f'shape mismatches ({len(wrong_shape)}): '
-                        f'{_short(wrong_shape, 6)}')
+    if summary['missing']:
+        problems.append(f'missing keys ({len(summary["missing"])}): {_short(summary["missing"])}')
+    if summary['unexpected']:
+        problems.append(f'unexpected keys ({len(summary["unexpected"])}): '
+                        f'{_short(summary["unexpected"])}')
+    if summary['wrong_shape']:
+        problems.append(f'shape mismatches ({len(summary["wrong_shape"])}): '
+                        f'{_short(summary["wrong_shape"], 6)}')
     if problems:
         raise CheckpointMismatchError(
             f'{source} does not fit {type(model).__name__}: ' +
-            '; '.join(problems) + '. Is it the right architecture/variant? '
-            'Official releases are converted automatically; a whole detector '
-            "checkpoint needs init_cfg=dict(..., prefix='backbone.').")
-    return dict(missing=tolerated)
+            '; '.join(problems) + '.' + which_backbones(model, state_dict) +
+            ' Is it the right architecture/variant? Official releases are converted '
+            "automatically; a whole detector checkpoint needs init_cfg=dict(..., "
+            "prefix='backbone.').")
+    return dict(missing=summary['tolerated'])
 
 
 def load_pretrained(model: nn.Module,
@@ -118,6 +173,7 @@ def load_pretrained(model: nn.Module,
     drop = tuple(drop)
     state_dict = {k: v for k, v in state_dict.items()
                   if not k.startswith(drop)}
+    check_finite(state_dict, f'checkpoint {checkpoint}')
     info = check_state_dict(model, state_dict, allowed_missing,
                             source=f'checkpoint {checkpoint}')
     model.load_state_dict(state_dict, strict=False)

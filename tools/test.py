@@ -81,7 +81,7 @@ def main():
     args = parse_args()
     cfg = load_config(args)
     if not osp.isfile(args.checkpoint):
-        raise FileNotFoundError(f'checkpoint {args.checkpoint} not found')
+        sys.exit(f'error: checkpoint {args.checkpoint} not found')
     cfg.load_from = args.checkpoint
     if args.show or args.show_dir:
         _enable_visualization(cfg, args)

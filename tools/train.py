@@ -50,7 +50,7 @@ def main():
         cfg.load_from = None
     elif args.resume is not None:
         if not osp.isfile(args.resume):
-            raise FileNotFoundError(f'--resume checkpoint {args.resume} not found')
+            sys.exit(f'error: --resume checkpoint {args.resume} not found')
         cfg.resume = True
         cfg.load_from = args.resume
     runner = build_runner(cfg, args, phases=('train', 'val'))

@@ -7,7 +7,7 @@ import torch.nn as nn
 from mmcv.cnn import build_activation_layer
 
 __all__ = ['DropPath', 'Mlp', 'resolve_arch', 'pretrained_to_init_cfg', 'freeze',
-           'check_stage_indices', 'lecun_normal_']
+           'check_stage_indices', 'lecun_normal_', 'drop_path_rates', 'arch_name']
 
 
 class DropPath(nn.Module):
@@ -45,8 +45,10 @@ class Mlp(nn.Module):
 
 def resolve_arch(arch: Union[str, Mapping], zoo: Mapping[str, Dict],
                  aliases: Mapping[str, str], required: Sequence[str],
-                 name: str) -> Dict:
-    """Return the arch settings for a zoo name/alias or a custom dict, with clear errors."""
+                 name: str, optional: Sequence[str] = ()) -> Dict:
+    """Return the arch settings for a zoo name/alias or a custom dict, with clear errors: an
+    unknown name, missing keys, or keys the family does not use (a typo would otherwise be
+    ignored silently)."""
     if isinstance(arch, str):
         key = aliases.get(arch.lower(), arch.lower())
         if key not in zoo:
@@ -59,8 +61,30 @@ def resolve_arch(arch: Union[str, Mapping], zoo: Mapping[str, Dict],
         if missing:
             raise ValueError(f'custom {name} arch dict lacks {missing}; it needs '
                              f'{list(required)}, got {dict(arch)}')
+        unknown = [k for k in arch if k not in required and k not in optional]
+        if unknown:
+            valid = list(required) + list(optional)
+            raise ValueError(f'custom {name} arch dict has keys {name} does not use: {unknown}; '
+                             f'the valid keys are {valid}')
         return dict(arch)
     raise TypeError(f'{name} arch must be a str or dict, got {type(arch).__name__}')
+
+
+def arch_name(arch: Union[str, Mapping], zoo: Mapping[str, Dict],
+              aliases: Mapping[str, str]) -> str:
+    """The zoo name of ``arch`` ('tiny', ...), or 'custom' for a dict."""
+    if isinstance(arch, str):
+        return aliases.get(arch.lower(), arch.lower())
+    return 'custom'
+
+
+def drop_path_rates(rate: float, num_blocks: int) -> list:
+    """Stochastic-depth rates rising linearly from 0 to ``rate`` over the blocks."""
+    if not 0 <= rate < 1:
+        raise ValueError(f'drop_path_rate must be in [0, 1), got {rate}: it is the probability '
+                         'of dropping the last block (0.1-0.4 are usual; 1 would drop it always)')
+    # on the CPU explicitly: models may be built under another default device (e.g. 'meta')
+    return torch.linspace(0, rate, num_blocks, device='cpu').tolist()
 
 
 def pretrained_to_init_cfg(pretrained: Optional[str], init_cfg: Optional[Dict],
@@ -91,6 +115,9 @@ def check_stage_indices(out_indices: Sequence[int], frozen_stages: int,
     out = tuple(i + num_stages if i < 0 else i for i in out_indices)
     if not out or any(not 0 <= i < num_stages for i in out):
         raise ValueError(f'out_indices must be in [0, {num_stages - 1}], got {tuple(out_indices)}')
+    if len(set(out)) != len(out):
+        raise ValueError(f'out_indices {tuple(out_indices)} name a stage twice; each stage is '
+                         'returned once (a neck expects one map per listed stage)')
     if not -1 <= frozen_stages <= num_stages:
         raise ValueError(f'frozen_stages must be in [-1, {num_stages}], got {frozen_stages}')
     return out

@@ -47,9 +47,13 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
 def load_config(args) -> Config:
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
-    if not osp.isfile(args.config):
-        raise FileNotFoundError(f'config file {args.config} not found')
-    cfg = Config.fromfile(args.config)
+    try:
+        path = resolve_config_path(args.config)
+    except FileNotFoundError as e:
+        raise SystemExit(f'error: {e}')
+    if not osp.isfile(path):
+        raise SystemExit(f'error: config file {args.config} not found')
+    cfg = Config.fromfile(path)
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)

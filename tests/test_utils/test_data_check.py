@@ -31,5 +31,6 @@ def test_train_tool_fails_fast_without_data(tmp_path):
          str(tmp_path), '--cfg-options', f'train_dataloader.dataset.data_root={tmp_path}/coco/'],
         cwd=REPO, env=run_env(), capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
-    assert 'DatasetNotFoundError' in proc.stderr and 'COCO 2017' in proc.stderr
+    assert 'error: train_dataloader: CocoDataset data not found' in proc.stderr
+    assert 'COCO 2017' in proc.stderr and 'Traceback' not in proc.stderr
     assert 'Epoch(train)' not in proc.stdout + proc.stderr

@@ -21,7 +21,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 from mmvit_ext.models.backbones import DilateFormer  # noqa: E402
 from mmvit_ext.models.converters.cli import (check_and_write, converter_parser,  # noqa: E402
-                                             read_source)
+                                             not_official, read_source, run_converter)
 from mmvit_ext.models.converters.dilateformer import (  # noqa: E402
     infer_dilateformer_arch, load_official_dilateformer)
 
@@ -31,14 +31,15 @@ def main():
     parser.add_argument('--ema', action='store_true',
                         help='take model_ema instead of model when both are present')
     args = parser.parse_args()
+    checkpoint = read_source(args)
     try:
-        converted = load_official_dilateformer(read_source(args), prefer_ema=args.ema)
+        converted = load_official_dilateformer(checkpoint, prefer_ema=args.ema)
         arch = infer_dilateformer_arch(converted)
-    except KeyError as e:
-        sys.exit(f'error: {args.src}: {e.args[0]}')
+    except (KeyError, TypeError) as e:
+        raise not_official(args, checkpoint, 'DilateFormer', str(e.args[0])) from e
     check_and_write(args, converted, lambda sd: DilateFormer(arch, out_indices=(3, )),
                     f'DilateFormer with embed_dims={arch["embed_dims"]}, depths={arch["depths"]}')
 
 
 if __name__ == '__main__':
-    main()
+    run_converter(main)

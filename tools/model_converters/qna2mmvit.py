@@ -14,9 +14,11 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 from mmvit_ext.models.backbones import QnAViT  # noqa: E402
-from mmvit_ext.models.converters.cli import check_and_write, converter_parser  # noqa: E402
+from mmvit_ext.models.converters.cli import (ConversionError, check_and_write,  # noqa: E402
+                                             converter_parser, run_converter)
 from mmvit_ext.models.converters.flax_msgpack import FlaxMsgpackError  # noqa: E402
 from mmvit_ext.models.converters.qna import load_official_qna  # noqa: E402
+from mmvit_ext.utils.checkfile import check_readable  # noqa: E402
 
 
 def main():
@@ -25,14 +27,18 @@ def main():
                         help='variant (tiny and tiny_7x7 differ only in kernel size)')
     args = parser.parse_args()
     if not osp.isfile(args.src):
-        sys.exit(f'error: {args.src} not found')
+        raise ConversionError(f'{args.src} not found')
+    check_readable(args.src, allow=('flax-msgpack', ))
     try:
         converted = load_official_qna(args.src)
-    except (KeyError, FlaxMsgpackError) as e:
-        sys.exit(f'error: {args.src}: {e}')
+    except FlaxMsgpackError as e:
+        raise ConversionError(f'{args.src} is a damaged or unsupported Flax msgpack file: {e}')
+    except (KeyError, TypeError) as e:
+        raise ConversionError(f'{args.src} is a Flax msgpack file but not an official QnA-ViT '
+                              f'checkpoint: {e.args[0]}') from e
     check_and_write(args, converted, lambda sd: QnAViT(args.arch, out_indices=(3, )),
                     f'QnA-ViT {args.arch}')
 
 
 if __name__ == '__main__':
-    main()
+    run_converter(main)

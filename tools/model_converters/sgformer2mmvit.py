@@ -21,7 +21,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 from mmvit_ext.models.backbones import SGFormer  # noqa: E402
 from mmvit_ext.models.converters.cli import (check_and_write, converter_parser,  # noqa: E402
-                                             read_source)
+                                             not_official, read_source, run_converter)
 from mmvit_ext.models.converters.sgformer import (infer_sgformer_arch,  # noqa: E402
                                                   load_official_sgformer)
 
@@ -39,12 +39,12 @@ def main():
     try:
         converted = load_official_sgformer(checkpoint, ema=args.weights == 'ema')
         arch = infer_sgformer_arch(converted)
-    except KeyError as e:
-        sys.exit(f'error: {args.src}: {e.args[0]}')
+    except (KeyError, TypeError) as e:
+        raise not_official(args, checkpoint, 'SG-Former', str(e.args[0])) from e
     check_and_write(args, converted, lambda sd: SGFormer(arch),
                     f'SG-Former with embed_dims={tuple(arch["embed_dims"])}, '
                     f'depths={tuple(arch["depths"])} ({args.weights} weights)')
 
 
 if __name__ == '__main__':
-    main()
+    run_converter(main)

@@ -1,7 +1,8 @@
 """What every backbone here shares: the mmdet/mmseg backbone contract around the model itself."""
 import math
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
+import torch
 import torch.nn as nn
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
@@ -34,6 +35,28 @@ class PyramidBackbone(BaseModule):
 
     def frozen_modules(self, num_frozen: int) -> List[nn.Module]:
         raise NotImplementedError
+
+    def check_input(self, x: torch.Tensor) -> Optional[Tuple[torch.Tensor, ...]]:
+        """Refuse what no backbone here can take, with the reason; for a batch of no images
+        return the empty outputs (``(0, C_i, ceil(H / 2^(i+2)), ceil(W / 2^(i+2)))`` for each
+        output stage i, the sizes every backbone here produces), else None."""
+        name = type(self).__name__
+        if not torch.is_tensor(x) or x.dim() != 4:
+            shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
+            raise ValueError(f'{name} expects (N, C, H, W) images, got {shape}')
+        first_conv = next(m for m in self.modules() if isinstance(m, nn.Conv2d))
+        if x.shape[1] != first_conv.in_channels:
+            raise ValueError(f'{name} was built for {first_conv.in_channels}-channel images '
+                             f'(in_channels), got {x.shape[1]} channels: shape {tuple(x.shape)}')
+        H, W = int(x.shape[2]), int(x.shape[3])
+        if H < 1 or W < 1:
+            raise ValueError(f'{name} got an image of {H}x{W} pixels (shape {tuple(x.shape)}); '
+                             'an image needs at least one pixel in each direction. Check the '
+                             'data pipeline (a crop or resize to zero size?)')
+        if x.shape[0] > 0:
+            return None
+        return tuple(x.new_zeros(0, self.embed_dims[i], -(-H // 2**(i + 2)),
+                                 -(-W // 2**(i + 2))) for i in self.out_indices)
 
     def init_from_scratch(self) -> None:
         pass

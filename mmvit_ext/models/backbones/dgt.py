@@ -26,7 +26,8 @@ import torch.utils.checkpoint as cp
 
 from ...registry import MODELS
 from ..attention.dg_attention import DynamicGroupAttention
-from ..layers import DropPath, check_stage_indices, pretrained_to_init_cfg, resolve_arch
+from ..layers import (DropPath, arch_name, check_stage_indices, drop_path_rates,
+                      pretrained_to_init_cfg, resolve_arch)
 from ..ops import irffn_hidden
 from .base import PyramidBackbone, vit_init_
 
@@ -158,6 +159,7 @@ class DGT(PyramidBackbone):
                  init_cfg: Optional[Dict] = None):
         super().__init__(init_cfg=pretrained_to_init_cfg(pretrained, init_cfg, 'DGT'))
         self.norm_eval = norm_eval
+        self.arch_name = arch_name(arch, self.arch_zoo, self.arch_aliases)
         arch = resolve_arch(arch, self.arch_zoo, self.arch_aliases,
                             ('embed_dims', 'depths', 'num_heads', 'num_groups', 'topk',
                              'stem_channels'), 'DGT')
@@ -173,7 +175,7 @@ class DGT(PyramidBackbone):
         sc = arch['stem_channels']
         self.stem = nn.Sequential(ConvGeluBN(in_channels, sc, 3, 2), ConvGeluBN(sc, sc, 3),
                                   ConvGeluBN(sc, sc, 3))
-        dpr = torch.linspace(0, drop_path_rate, sum(self.depths)).tolist()
+        dpr = drop_path_rates(drop_path_rate, sum(self.depths))
         self.patch_convs = nn.ModuleList()
         self.stages = nn.ModuleList()
         for i in range(self.num_stages):
@@ -199,8 +201,9 @@ class DGT(PyramidBackbone):
         return super().layer_id(parts)
 
     def forward(self, x: torch.Tensor):
-        if x.dim() != 4:
-            raise ValueError(f'DGT expects (N, C, H, W) images, got shape {tuple(x.shape)}')
+        empty = self.check_input(x)
+        if empty is not None:  # a batch of no images
+            return empty
         x = self.stem(x)
         outs = []
         last = max(self.out_indices)

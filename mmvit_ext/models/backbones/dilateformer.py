@@ -20,7 +20,8 @@ from ...registry import MODELS
 from ..attention import GlobalAttention, MultiScaleDilatedAttention
 from ..converters.dilateformer import (convert_dilateformer,
                                        is_official_dilateformer)
-from ..layers import DropPath, Mlp, check_stage_indices, pretrained_to_init_cfg, resolve_arch
+from ..layers import (DropPath, Mlp, arch_name, check_stage_indices, drop_path_rates,
+                      pretrained_to_init_cfg, resolve_arch)
 from .base import PyramidBackbone
 
 __all__ = ['DilateFormer']
@@ -171,6 +172,7 @@ class DilateFormer(PyramidBackbone):
                  pretrained: str = None,
                  init_cfg: Union[Dict, None] = None):
         super().__init__(init_cfg=pretrained_to_init_cfg(pretrained, init_cfg, 'DilateFormer'))
+        self.arch_name = arch_name(arch, self.arch_zoo, self.arch_aliases)
         arch = resolve_arch(arch, self.arch_zoo, self.arch_aliases,
                             ('embed_dims', 'depths', 'num_heads'), 'DilateFormer')
         depths, num_heads = tuple(arch['depths']), tuple(arch['num_heads'])
@@ -204,7 +206,7 @@ class DilateFormer(PyramidBackbone):
             *conv_bn_act(s2, s3, 1),
             nn.Conv2d(s3, embed_dims, 3, 2, 1, bias=False))
 
-        dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        dpr = drop_path_rates(drop_path_rate, sum(depths))
         self.stages = nn.ModuleList()
         self.downsamples = nn.ModuleList()
         for i in range(self.num_stages):
@@ -258,8 +260,9 @@ class DilateFormer(PyramidBackbone):
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor):
-        if x.dim() != 4:
-            raise ValueError(f'DilateFormer expects (N, C, H, W) images, got shape {tuple(x.shape)}')
+        empty = self.check_input(x)
+        if empty is not None:  # a batch of no images
+            return empty
         x = self.stem(x)
         outs = []
         for i, stage in enumerate(self.stages):

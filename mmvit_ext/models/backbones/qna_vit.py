@@ -23,8 +23,8 @@ from ...registry import MODELS
 from ..attention.qna import QnAAttention, WindowMSA
 from ..converters.flax_msgpack import FlaxMsgpackError, is_flax_msgpack_file
 from ..converters.qna import load_official_qna
-from ..layers import (DropPath, Mlp, check_stage_indices, lecun_normal_, pretrained_to_init_cfg,
-                      resolve_arch)
+from ..layers import (DropPath, Mlp, arch_name, check_stage_indices, drop_path_rates,
+                      lecun_normal_, pretrained_to_init_cfg, resolve_arch)
 from .base import PyramidBackbone
 
 __all__ = ['QnAViT']
@@ -132,6 +132,7 @@ class QnAViT(PyramidBackbone):
                  pretrained: Optional[str] = None,
                  init_cfg: Optional[Dict] = None):
         super().__init__(init_cfg=pretrained_to_init_cfg(pretrained, init_cfg, 'QnAViT'))
+        self.arch_name = arch_name(arch, self.arch_zoo, self.arch_aliases)
         arch = resolve_arch(arch, self.arch_zoo, self.arch_aliases,
                             ('embed_dims', 'qna_depths', 'msa_depths', 'qna_heads', 'msa_heads',
                              'kernel_size'), 'QnAViT')
@@ -145,7 +146,7 @@ class QnAViT(PyramidBackbone):
         kinds = [['msa'] * msa_depths[s] + ['qna'] * qna_depths[s] + (['down'] if s < 3 else [])
                  for s in range(self.num_stages)]
         self.depths = tuple(len(k) for k in kinds)
-        dpr = torch.linspace(0, drop_path_rate, sum(self.depths)).tolist()
+        dpr = drop_path_rates(drop_path_rate, sum(self.depths))
 
         self.stem = nn.Conv2d(in_channels, base, 4, 4, bias=False)
         self.stages = nn.ModuleList()
@@ -185,8 +186,9 @@ class QnAViT(PyramidBackbone):
         return [self.stem] + [self.stages[i] for i in range(num_frozen)]
 
     def forward(self, x: torch.Tensor):
-        if x.dim() != 4:
-            raise ValueError(f'QnAViT expects (N, C, H, W) images, got shape {tuple(x.shape)}')
+        empty = self.check_input(x)
+        if empty is not None:  # a batch of no images
+            return empty
         x = self.stem(same_pad(x, 4, 4)).permute(0, 2, 3, 1)  # NHWC
         outs = []
         last = max(self.out_indices)

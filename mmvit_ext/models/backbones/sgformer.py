@@ -21,7 +21,8 @@ from ...registry import MODELS
 from ..attention.sg_attention import (DEFAULT_MERGE_GROUPS, FullAttention, HybridScaleAttention,
                                       SelfGuidedAttention, conv_on_tokens)
 from ..converters.sgformer import SGFORMER_STATE_KEYS, convert_sgformer, is_official_sgformer
-from ..layers import DropPath, check_stage_indices, pretrained_to_init_cfg, resolve_arch
+from ..layers import (DropPath, arch_name, check_stage_indices, drop_path_rates,
+                      pretrained_to_init_cfg, resolve_arch)
 from ..ops import GroupNorm1
 from .base import PyramidBackbone, vit_init_
 
@@ -207,8 +208,10 @@ class SGFormer(PyramidBackbone):
                  pretrained: Optional[str] = None,
                  init_cfg: Optional[Dict] = None):
         super().__init__(init_cfg=pretrained_to_init_cfg(pretrained, init_cfg, 'SGFormer'))
+        self.arch_name = arch_name(arch, self.arch_zoo, self.arch_aliases)
         arch = resolve_arch(arch, self.arch_zoo, self.arch_aliases,
-                            ('embed_dims', 'depths', 'num_heads'), 'SGFormer')
+                            ('embed_dims', 'depths', 'num_heads'), 'SGFormer',
+                            optional=('sr_ratios', ))
         dims, depths = tuple(arch['embed_dims']), tuple(arch['depths'])
         num_heads = tuple(arch['num_heads'])
         sr_ratios = tuple(arch.get('sr_ratios', (8, 4, 2, 1)))
@@ -236,7 +239,7 @@ class SGFormer(PyramidBackbone):
         # trainable (the official comment says "fixed", but it is a Parameter with grad)
         self.pos_embed = nn.Parameter(
             sincos_pos_embed_2d(dims[0], self.pos_grid)[None])
-        dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        dpr = drop_path_rates(drop_path_rate, sum(depths))
         self.stages = nn.ModuleList()
         self.downsamples = nn.ModuleList()
         for i in range(self.num_stages):
@@ -296,8 +299,9 @@ class SGFormer(PyramidBackbone):
     def forward(self, x: torch.Tensor, significance_maps: Optional[List] = None):
         """Pyramid features; ``significance_maps``, if a list, receives the map of every H block
         as ``(stage, block, map (B, H, W))``."""
-        if x.dim() != 4:
-            raise ValueError(f'SGFormer expects (N, C, H, W) images, got shape {tuple(x.shape)}')
+        empty = self.check_input(x)
+        if empty is not None:  # a batch of no images
+            return empty
         tokens, hw = self.stem(x)
         tokens = tokens + self.resized_pos_embed(hw)
         outs = []

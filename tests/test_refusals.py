@@ -1,0 +1,597 @@
+"""What is refused and why: every bad input or fault the project guards against, as a table.
+
+Each case feeds one bad input (a checkpoint of another model, NaN weights, a damaged file, a
+diverging loss, a broken work dir, a degenerate image or setting, a bad annotation file, a path
+with spaces) to the place where users meet it, and asserts the message and how the command ends.
+The safe-loading tests (malicious pickles) are part of it.
+"""
+import glob
+import json
+import os
+import os.path as osp
+import random
+import stat
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from mmengine.logging import MessageHub
+from mmengine.runner.checkpoint import CheckpointLoader, load_checkpoint
+
+from mmvit_ext.checkpoint import (CheckpointMismatchError, NonFiniteCheckpointError,
+                                  load_pretrained)
+from mmvit_ext.engine.runner_guards import NonFiniteLossError, check_checkpoint_fits
+from mmvit_ext.models.backbones import DGT, DilateFormer, QnAViT, SGFormer
+from mmvit_ext.utils.checkfile import CorruptCheckpointError
+from mmvit_ext.utils.safe_load import UnsafeCheckpointError, safe_torch_load
+
+from .conftest import REPO, run_env
+
+DET_CFG = 'configs/_small_/mask-rcnn_dilateformer-demo_fpn_small-coco.py'
+BACKBONES = (DilateFormer, SGFormer, QnAViT, DGT)
+
+
+def _run(args, timeout=600, env=None):
+    proc = subprocess.run(args, cwd=REPO, env=env or run_env(), capture_output=True, text=True,
+                          timeout=timeout)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def _one_line_error(code, out, pattern):
+    """A refusal: non-zero exit, an ``error:`` line matching ``pattern``, no traceback (but
+    mim's own, which reports that the tool it ran failed)."""
+    assert code != 0, out[-3000:]
+    assert out.count('Traceback') == out.count('subprocess.CalledProcessError: Command'), \
+        out[-3000:]
+    lines = [line for line in out.splitlines() if line.startswith('error:')]
+    assert lines and any(__import__('re').search(pattern, line) for line in lines), out[-3000:]
+
+
+# ============================================================================ safe loading
+class _RunsCommandOnLoad:
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f'touch {self.marker}', ))
+
+
+def test_runner_style_checkpoint_loads_without_env_var(tmp_path):
+    assert 'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD' not in os.environ
+    hub = MessageHub.get_instance('safe_load_test')
+    hub.update_scalar('train/loss', 0.5)
+    hub.update_scalar('train/lr', np.float64(1e-3))
+    model = torch.nn.Linear(3, 2)
+    ckpt = dict(meta=dict(epoch=3, iter=48, seed=np.int64(7), dataset_meta=dict(classes=('a', ))),
+                state_dict=model.state_dict(), message_hub=hub.state_dict(),
+                optimizer=torch.optim.AdamW(model.parameters()).state_dict())
+    path = tmp_path / 'epoch_3.pth'
+    torch.save(ckpt, path)
+    loaded = CheckpointLoader.load_checkpoint(str(path), map_location='cpu')
+    assert loaded['meta']['iter'] == 48
+    assert loaded['message_hub']['log_scalars']['train/loss'].mean() == 0.5
+    other = torch.nn.Linear(3, 2)
+    load_checkpoint(other, str(path))
+    assert torch.equal(other.weight, model.weight)
+
+
+def test_checkpoint_that_runs_a_command_is_refused_naming_the_type(tmp_path):
+    marker = tmp_path / 'pwned'
+    path = tmp_path / 'evil.pth'
+    torch.save(dict(state_dict=dict(w=torch.zeros(1)), x=_RunsCommandOnLoad(marker)), path)
+    with pytest.raises(UnsafeCheckpointError, match=r'pickles posix\.system.*resave_checkpoint'):
+        CheckpointLoader.load_checkpoint(str(path), map_location='cpu')
+    with pytest.raises(UnsafeCheckpointError):
+        load_checkpoint(torch.nn.Linear(1, 1), str(path))
+    assert not marker.exists()
+    with pytest.raises(Exception):  # protection is not switched off globally either
+        torch.load(path)
+    assert not marker.exists()
+
+
+def test_getattr_is_restricted(tmp_path):
+    from mmengine.logging import HistoryBuffer
+
+    class Sneaky:
+
+        def __reduce__(self):
+            return (getattr, (HistoryBuffer, '__init__'))
+
+    path = tmp_path / 'sneaky.pth'
+    torch.save({'x': Sneaky()}, path)
+    with pytest.raises(UnsafeCheckpointError):
+        CheckpointLoader.load_checkpoint(str(path))
+
+
+def test_missing_checkpoint_message(tmp_path):
+    with pytest.raises(FileNotFoundError, match='downloaded by hand'):
+        CheckpointLoader.load_checkpoint(str(tmp_path / 'nope.pth'))
+
+
+def test_harmless_standard_types_in_meta_load(tmp_path):
+    import datetime
+    import pathlib
+    path = tmp_path / 'meta.pth'
+    torch.save(dict(state_dict=dict(w=torch.ones(1)),
+                    meta=dict(work_dir=pathlib.Path('/runs/x'), time=datetime.datetime(2026, 1, 1))),
+               path)
+    assert safe_torch_load(str(path))['meta']['work_dir'] == pathlib.Path('/runs/x')
+
+
+class Settings:  # a custom class in meta (importable in this process, not in the tool's)
+
+    def __init__(self):
+        self.lr = 0.1
+
+
+def test_unsafe_refusal_gives_a_working_way_out(tmp_path):
+    path, safe = tmp_path / 'custom.pth', tmp_path / 'safe.pth'
+    torch.save(dict(state_dict=dict(w=torch.ones(2)), meta=dict(cfg=Settings())), path)
+    with pytest.raises(UnsafeCheckpointError, match=r'pickles tests\.test_refusals\.Settings'):
+        safe_torch_load(str(path))
+    code, out = _run([sys.executable, 'tools/misc/resave_checkpoint.py', str(path), str(safe),
+                      '--trust-pickle'])
+    assert code == 0 and 'replaced by its text: /meta/cfg' in out, out
+    loaded = safe_torch_load(str(safe))
+    assert torch.equal(loaded['state_dict']['w'], torch.ones(2))
+    assert "'lr': 0.1" in loaded['meta']['cfg']
+    code, out = _run([sys.executable, 'tools/misc/resave_checkpoint.py', str(path), str(safe)])
+    _one_line_error(code, out, 'pickles tests.test_refusals.Settings')
+
+
+# ============================================================================ damaged files
+def _damaged_files(tmp_path):
+    """name -> (path, expected message) of files that are not checkpoints."""
+    good = tmp_path / 'good.pth'
+    torch.save({'w': torch.randn(64)}, good)
+    data = good.read_bytes()
+    files = {
+        'truncated': (data[:len(data) // 2], 'damaged or truncated torch checkpoint'),
+        'empty': (b'', r'is empty \(0 bytes\)'),
+        'text': (b'<html>Not Found</html>\n', r"is a text file, not a checkpoint \(it starts with "
+                 r"'<html>Not Found"),
+        'random': (bytes(random.Random(0).randrange(256) | 0x01 for _ in range(4096)),
+                   'not a checkpoint of a known format'),
+    }
+    out = {}
+    for name, (content, message) in files.items():
+        path = tmp_path / f'{name}.pth'
+        path.write_bytes(content)
+        out[name] = (str(path), message)
+    return out
+
+
+@pytest.mark.parametrize('kind', ['truncated', 'empty', 'text', 'random'])
+def test_damaged_files_are_reported_as_damage_not_as_unsafe(kind, tmp_path):
+    path, message = _damaged_files(tmp_path)[kind]
+    with pytest.raises(CorruptCheckpointError, match=message):
+        CheckpointLoader.load_checkpoint(path)
+    with pytest.raises(CorruptCheckpointError, match=message):
+        load_pretrained(DilateFormer(), path)
+
+
+# ============================================================================ converters
+def _flax_file(tmp_path):
+    from tests.test_models.official_layouts import pack_msgpack
+    path = tmp_path / 'flax_checkpoint'
+    path.write_bytes(pack_msgpack({'params': {'Dense_0': {'kernel': np.ones((2, 2), 'f4')}}}))
+    return str(path)
+
+
+def _dgt_file(tmp_path):
+    path = tmp_path / 'dgt_t.pth'
+    torch.save({'state_dict': {'backbone.' + k: v for k, v in DGT('tiny').state_dict().items()}},
+               path)
+    return str(path)
+
+
+CONVERTERS = {
+    'dilateformer': ['tools/model_converters/dilateformer2mmvit.py'],
+    'sgformer': ['tools/model_converters/sgformer2mmvit.py'],
+    'qna': ['tools/model_converters/qna2mmvit.py', '--arch', 'tiny'],
+}
+
+
+def _convert(converter, src, dst):
+    """Run a converter's main in this process (as its command line does): (exit code, output)."""
+    import contextlib
+    import io
+    import runpy
+    script, *extra = CONVERTERS[converter]
+    argv, sys.argv = sys.argv, [script, src, dst, *extra]
+    err, out = io.StringIO(), io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+            runpy.run_path(osp.join(REPO, script), run_name='__main__')
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+        if isinstance(e.code, str):
+            err.write(e.code + '\n')
+    finally:
+        sys.argv = argv
+    return code, out.getvalue() + err.getvalue()
+
+
+@pytest.mark.parametrize('converter', sorted(CONVERTERS))
+def test_converters_refuse_bad_files_in_one_line_and_write_nothing(converter, tmp_path):
+    cases = {name: (path, msg) for name, (path, msg) in _damaged_files(tmp_path).items()}
+    if converter == 'qna':
+        good_torch = str(tmp_path / 'good.pth')
+        cases['wrong format'] = (good_torch, 'is a torch checkpoint, not a Flax msgpack file')
+        # a msgpack file of other content: names the missing tree
+        cases['other content'] = (_flax_file(tmp_path), 'not an official QnA-ViT checkpoint')
+    else:
+        cases['wrong format'] = (_flax_file(tmp_path), 'is a Flax msgpack file')
+        cases['other family'] = (_dgt_file(tmp_path), r'not an official .*it holds a DGT-T '
+                                 r"backbone in mmvit_ext's layout already")
+    dst = tmp_path / 'out' / 'converted.pth'
+    for name, (src, message) in cases.items():
+        code, out = _convert(converter, src, str(dst))
+        assert code != 0 and 'Traceback' not in out, (name, out)
+        errors = [line for line in out.splitlines() if line.startswith('error:')]
+        assert len(errors) == 1 and __import__('re').search(message, errors[0]), (name, out)
+        assert not dst.exists() and not osp.exists(f'{dst}.part'), name
+
+
+def test_converter_command_line_exit_status_and_no_traceback(tmp_path):
+    src = _damaged_files(tmp_path)['truncated'][0]
+    code, out = _run([sys.executable, 'tools/model_converters/sgformer2mmvit.py', src,
+                      str(tmp_path / 'x.pth')])
+    _one_line_error(code, out, 'damaged or truncated')
+
+
+def test_flax_reader_fuzz_raises_only_its_own_error():
+    """Random truncations and byte flips of a valid file: FlaxMsgpackError or a value, never
+    RecursionError, struct.error, a negative byte count or a silently short array."""
+    from mmvit_ext.models.converters.flax_msgpack import FlaxMsgpackError, read_flax_msgpack
+    from tests.test_models.official_layouts import pack_msgpack
+    tree = {'params': {f'Block_{i}': {'kernel': np.random.RandomState(i).randn(3, 5).astype('f4'),
+                                      'scale': np.full(2, i, 'f4'), 'name': 'abc' * i}
+                       for i in range(6)}, 'step': 7}
+    data = pack_msgpack(tree)
+    rng = random.Random(0)
+    outcomes = {'ok': 0, 'error': 0}
+    for i in range(1500):
+        b = bytearray(data)
+        if i % 3 == 0:
+            b = b[:rng.randrange(len(b))]
+        else:
+            for _ in range(rng.randint(1, 6)):
+                b[rng.randrange(len(b))] = rng.randrange(256)
+        try:
+            read_flax_msgpack(bytes(b))
+            outcomes['ok'] += 1
+        except FlaxMsgpackError:
+            outcomes['error'] += 1
+    assert outcomes['error'] > 500
+    with pytest.raises(FlaxMsgpackError, match='nested deeper'):
+        read_flax_msgpack(b'\x91' * 5000 + b'\x00')
+    with pytest.raises(FlaxMsgpackError, match='truncated'):
+        read_flax_msgpack(b'\xdd\xff\xff\xff\xff')  # an array of 4 billion elements, no data
+
+
+def test_unknown_entries_of_an_official_file_are_listed(tmp_path):
+    from tests.test_models.official_layouts import pack_msgpack, qna_official_params
+    tree = qna_official_params('tiny', num_classes=10)
+    tree['QnAStage_0']['QnA_Block_1']['Extra_0'] = {'kernel': np.ones(3, 'f4')}
+    tree['Unknown_0'] = {'bias': np.zeros(2, 'f4')}
+    src = tmp_path / 'checkpoint_1'
+    src.write_bytes(pack_msgpack({'params': tree}))
+    code, out = _convert('qna', str(src), str(tmp_path / 'o.pth'))
+    assert code != 0 and 'unexpected keys (2)' in out
+    assert 'Extra_0/kernel' in out and 'Unknown_0/bias' in out
+
+
+# ============================================================================ checkpoints vs model
+def test_another_family_or_variant_is_named_in_words():
+    dgt = {'backbone.' + k: v for k, v in DGT('tiny').state_dict().items()}
+    with pytest.raises(CheckpointMismatchError,
+                       match=r'holds a DGT-T backbone; the config builds DilateFormer-S'):
+        check_checkpoint_fits(DilateFormer('small'), dgt, 'dgt.pth', allow_partial=False)
+    tiny = {'backbone.' + k: v for k, v in DilateFormer('tiny').state_dict().items()}
+
+    class Detector(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.backbone = DilateFormer('small')
+
+    with pytest.raises(CheckpointMismatchError, match=r'(?s)\d+ missing .*holds a DilateFormer-T '
+                       r'backbone; the config builds DilateFormer-S.*allow_partial_load = True'):
+        check_checkpoint_fits(Detector(), tiny, 'tiny.pth', allow_partial=False)
+    check_checkpoint_fits(Detector(), tiny, 'tiny.pth', allow_partial=True)  # the opt-out: logs
+
+
+def test_init_cfg_refuses_another_family_and_nan_weights(tmp_path):
+    path = _dgt_file(tmp_path)
+    with pytest.raises(CheckpointMismatchError, match=r'holds a DGT-T backbone; the config '
+                       r'builds SG-Former-S'):
+        load_pretrained(SGFormer('small'), path)
+    sd = QnAViT('tiny').state_dict()
+    sd['stages.0.0.attn.query'][0, 0] = float('nan')
+    sd['stem.weight'][0, 0, 0, 0] = float('inf')
+    torch.save(sd, tmp_path / 'nan.pth')
+    model = QnAViT('tiny', init_cfg=dict(type='Pretrained', checkpoint=str(tmp_path / 'nan.pth')))
+    with pytest.raises(NonFiniteCheckpointError, match=r'NaN/Inf values in 2 of \d+ tensors: '
+                       r'stages\.0\.0\.attn\.query, stem\.weight'):
+        model.init_weights()
+
+
+@pytest.fixture(scope='module')
+def det_checkpoints(tmp_path_factory):
+    """A DGT-T detector checkpoint and a NaN copy of the demo detector's weights."""
+    from mmengine.config import Config
+
+    from mmvit_ext.utils.build import build_model_from_cfg
+    root = tmp_path_factory.mktemp('ckpts')
+    torch.manual_seed(0)
+    model, _ = build_model_from_cfg(Config.fromfile(osp.join(REPO, DET_CFG)))
+    sd = model.state_dict()
+    other = {k: v for k, v in sd.items() if not k.startswith('backbone.')}
+    other.update({'backbone.' + k: v for k, v in DGT('tiny').state_dict().items()})
+    torch.save({'state_dict': other, 'meta': {}}, root / 'dgt_detector.pth')
+    sd = {k: v.clone() for k, v in sd.items()}
+    sd['backbone.stem.0.weight'][0] = float('nan')
+    torch.save({'state_dict': sd, 'meta': {}}, root / 'nan_detector.pth')
+    return dict(dgt=str(root / 'dgt_detector.pth'), nan=str(root / 'nan_detector.pth'))
+
+
+def _data_options(small_data):
+    root = small_data['coco'] + '/'
+    return [f'{p}_dataloader.dataset.data_root={root}' for p in ('train', 'val', 'test')] + [
+        f'{p}_evaluator.ann_file={root}annotations/instances_val.json' for p in ('val', 'test')]
+
+
+@pytest.mark.parametrize('case', ['test.py other family', 'test.py NaN', 'train.py load_from',
+                                  'mim test other family'])
+def test_checkpoint_entry_points_refuse_with_exit_1(case, det_checkpoints, small_data, tmp_path):
+    opts = _data_options(small_data)
+    if case.startswith('test.py'):
+        ckpt = det_checkpoints['nan' if 'NaN' in case else 'dgt']
+        cmd = [sys.executable, 'tools/test.py', DET_CFG, ckpt, '--work-dir', str(tmp_path),
+               '--cfg-options', *opts]
+    elif case.startswith('train.py'):
+        cmd = [sys.executable, 'tools/train.py', DET_CFG, '--work-dir', str(tmp_path),
+               '--cfg-options', *opts, f'load_from={det_checkpoints["dgt"]}']
+    else:
+        mim = osp.join(osp.dirname(sys.executable), 'mim')
+        cmd = [mim, 'test', 'mmdet', DET_CFG, '--checkpoint', det_checkpoints['dgt'],
+               '--work-dir', str(tmp_path), '--cfg-options', *opts]
+    code, out = _run(cmd)
+    if 'NaN' in case:
+        _one_line_error(code, out, r'NaN/Inf values in 1 of \d+ tensors: backbone\.stem\.0\.weight')
+    else:
+        _one_line_error(code, out, r'holds a DGT-T backbone; the config builds DilateFormer '
+                        r'\(custom arch\).*allow_partial_load')
+    assert not glob.glob(str(tmp_path / '**' / '*.pth'), recursive=True)
+
+
+# ============================================================================ training runs
+def _runner(small_data, work_dir, hooks=(), seed=123, resume=False, epochs=2, ckpt_every=3):
+    """The demo detector on the small COCO set: 8 images, batch 2 -> 4 iterations per epoch."""
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+    cfg = Config.fromfile(osp.join(REPO, DET_CFG))
+    cfg.merge_from_dict(dict(a.split('=', 1) for a in _data_options(small_data)))
+    cfg.train_dataloader.batch_size = 2
+    cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=epochs, val_interval=100)
+    cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
+    cfg.test_dataloader = cfg.test_cfg = cfg.test_evaluator = None
+    cfg.param_scheduler = []
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=ckpt_every,
+                                        by_epoch=False, max_keep_ckpts=-1)
+    cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
+    cfg.custom_hooks = list(hooks)
+    cfg.work_dir = str(work_dir)
+    cfg.randomness = dict(seed=seed)
+    cfg.resume = resume
+    cfg.launcher = 'none'
+    return Runner.from_cfg(cfg)
+
+
+class _Record:
+    """Records (iteration, image ids) of every training step; can interrupt or poison."""
+
+    def __init__(self, log, stop_after=None, nan_at=None):
+        self.log, self.stop_after, self.nan_at = log, stop_after, nan_at
+        self.priority = 'LOWEST'
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        self.log.append((runner.iter, [s.img_id for s in data_batch['data_samples']]))
+        if self.nan_at is not None and runner.iter == self.nan_at:
+            with torch.no_grad():
+                next(runner.model.backbone.parameters()).fill_(float('nan'))
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        if self.stop_after is not None and runner.iter + 1 == self.stop_after:
+            raise KeyboardInterrupt('simulated kill')
+
+
+def _hook(log, **kw):
+    from mmengine.hooks import Hook
+    record = _Record(log, **kw)
+    hook = Hook()
+    hook.priority = 'LOWEST'
+    hook.before_train_iter = record.before_train_iter
+    hook.after_train_iter = record.after_train_iter
+    return hook
+
+
+def test_resume_inside_an_epoch_neither_repeats_nor_skips(small_data, tmp_path):
+    full = []
+    runner = _runner(small_data, tmp_path / 'full')
+    runner.register_custom_hooks([_hook(full)])
+    runner.train()
+    assert [i for i, _ in full] == list(range(8))
+    part = []
+    runner = _runner(small_data, tmp_path / 'cut')
+    runner.register_custom_hooks([_hook(part, stop_after=5)])
+    with pytest.raises(KeyboardInterrupt):
+        runner.train()
+    assert osp.isfile(tmp_path / 'cut' / 'iter_3.pth')  # inside epoch 1 (4 iterations each)
+    resumed = []
+    runner = _runner(small_data, tmp_path / 'cut', seed=None, resume=True)  # a fresh seed
+    runner.register_custom_hooks([_hook(resumed)])
+    runner.train()
+    assert [i for i, _ in resumed] == [3, 4, 5, 6, 7] and runner.iter == 8
+    assert resumed == full[3:]  # the same images, in the same order
+
+
+def test_resume_falls_back_to_the_newest_intact_checkpoint(small_data, tmp_path, capsys):
+    runner = _runner(small_data, tmp_path, epochs=2, ckpt_every=2)
+    runner.train()
+    assert sorted(os.listdir(tmp_path)).count('last_checkpoint') == 1
+    iter8 = tmp_path / 'iter_8.pth'
+    iter8.write_bytes(iter8.read_bytes()[:1000])  # truncated by a crash while writing
+    log = []
+    runner = _runner(small_data, tmp_path, epochs=3, resume=True, ckpt_every=100)
+    runner.register_custom_hooks([_hook(log)])
+    runner.train()
+    assert log[0][0] == 6  # iter_6.pth, the newest intact one
+    assert 'newest intact checkpoint' in capsys.readouterr().out + _log_text(tmp_path)
+    # lost pointer and a damaged newest file (the resumed run's last one): the next intact one
+    (tmp_path / 'last_checkpoint').unlink()
+    iter12 = tmp_path / 'iter_12.pth'
+    iter12.write_bytes(iter12.read_bytes()[:1000])
+    from mmvit_ext.engine.runner_guards import find_resumable_checkpoint
+    assert find_resumable_checkpoint(str(tmp_path)) == str(tmp_path / 'iter_6.pth')
+    for path in glob.glob(str(tmp_path / '*.pth')):  # every checkpoint broken: refuse
+        with open(path, 'r+b') as f:
+            f.truncate(100)
+    with pytest.raises(CorruptCheckpointError, match='no checkpoint in .* can be read'):
+        find_resumable_checkpoint(str(tmp_path))
+
+
+def _log_text(work_dir):
+    return ''.join(open(p).read() for p in glob.glob(str(work_dir / '*' / '*.log')))
+
+
+def test_non_finite_loss_stops_before_that_state_is_saved(small_data, tmp_path):
+    log = []
+    runner = _runner(small_data, tmp_path, ckpt_every=1)
+    runner.register_custom_hooks([_hook(log, nan_at=2)])
+    with pytest.raises(NonFiniteLossError, match=r'training stopped at iteration 3: the loss is '
+                       r"nan; non-finite terms: \{'loss_rpn_cls"):
+        runner.train()
+    assert sorted(osp.basename(p) for p in glob.glob(str(tmp_path / '*.pth'))) == \
+        ['iter_1.pth', 'iter_2.pth']
+    assert (tmp_path / 'last_checkpoint').read_text().strip().endswith('iter_2.pth')
+
+
+def test_nan_checkpoint_is_refused_on_resume(small_data, tmp_path):
+    runner = _runner(small_data, tmp_path, epochs=1, ckpt_every=2)
+    runner.train()
+    ckpt = safe_torch_load(str(tmp_path / 'iter_4.pth'))
+    ckpt['state_dict']['rpn_head.rpn_conv.weight'][0] = float('nan')
+    torch.save(ckpt, tmp_path / 'iter_4.pth')
+    with pytest.raises(NonFiniteCheckpointError, match=r'rpn_head\.rpn_conv\.weight'):
+        _runner(small_data, tmp_path, epochs=2, resume=True).train()
+
+
+# ============================================================================ inputs, settings
+@pytest.mark.parametrize('backbone', BACKBONES, ids=lambda c: c.__name__)
+def test_degenerate_images_and_settings(backbone):
+    m = backbone(out_indices=(1, 3)).eval()
+    with pytest.raises(ValueError, match=r'an image of 0x0 pixels'):
+        m(torch.zeros(1, 3, 0, 0))
+    with pytest.raises(ValueError, match='built for 3-channel images'):
+        m(torch.zeros(1, 1, 32, 32))
+    with torch.no_grad():
+        empty = m(torch.zeros(0, 3, 100, 75))
+    assert [tuple(t.shape) for t in empty] == [(0, m.embed_dims[1], 13, 10),
+                                               (0, m.embed_dims[3], 4, 3)]
+    for rate in (-0.1, 1.0, 1.5):
+        with pytest.raises(ValueError, match=r'drop_path_rate must be in \[0, 1\)'):
+            backbone(drop_path_rate=rate)
+    with pytest.raises(ValueError, match='name a stage twice'):
+        backbone(out_indices=(0, 1, 1, 3))
+    with pytest.raises(ValueError, match=r"does not use: \['embed_dim'\]; the valid keys are"):
+        backbone(arch=dict(backbone.arch_zoo[next(iter(backbone.arch_zoo))], embed_dim=3))
+
+
+# ============================================================================ data
+def _coco(tmp_path, small_data, edit):
+    ann = json.load(open(osp.join(small_data['coco'], 'annotations', 'instances_train.json')))
+    edit(ann)
+    path = tmp_path / 'instances_train.json'
+    path.write_text(json.dumps(ann))
+    return ann, str(path)
+
+
+@pytest.mark.parametrize('problem', ['empty segmentation', 'one-point polygon', 'no annotations'])
+def test_coco_annotation_problems_name_file_ids_and_fix(problem, small_data, tmp_path):
+    from mmdet.registry import DATASETS
+    from mmengine.registry import init_default_scope
+
+    from mmvit_ext.datasets.coco_checks import CocoAnnotationError
+    init_default_scope('mmdet')
+
+    def edit(ann):
+        if problem == 'no annotations':
+            ann['annotations'] = []
+        else:
+            ann['annotations'][2]['segmentation'] = [] if problem == 'empty segmentation' \
+                else [[10.0, 10.0]]
+
+    ann, path = _coco(tmp_path, small_data, edit)
+    cfg = dict(type='CocoDataset', data_root=small_data['coco'], ann_file=path,
+               data_prefix=dict(img='train/'), metainfo=dict(classes=('square', 'circle',
+                                                                      'triangle')),
+               filter_cfg=dict(filter_empty_gt=True),
+               pipeline=[dict(type='LoadImageFromFile'),
+                         dict(type='LoadAnnotations', with_bbox=True, with_mask=True)])
+    if problem == 'no annotations':
+        pattern = r'instances_train\.json: no training image is left \(8 images, 0 annotations'
+    else:
+        bad = ann['annotations'][2]
+        pattern = (rf'instances_train\.json: annotation id {bad["id"]} of image id '
+                   rf'{bad["image_id"]} \(train_\d+\.jpg\) has .*Give it a polygon')
+    with pytest.raises(CocoAnnotationError, match=pattern):
+        DATASETS.build(cfg)
+
+
+def test_coco_problem_ends_tools_train_in_one_line(small_data, tmp_path):
+    _, path = _coco(tmp_path, small_data,
+                    lambda a: a['annotations'][0].__setitem__('segmentation', []))
+    code, out = _run([sys.executable, 'tools/train.py', DET_CFG, '--work-dir', str(tmp_path / 'w'),
+                      '--cfg-options', *_data_options(small_data),
+                      f'train_dataloader.dataset.ann_file={path}'])
+    _one_line_error(code, out, r'has an empty "segmentation" \(\[\]\), and the pipeline loads '
+                    'masks')
+
+
+# ============================================================================ launch scripts
+@pytest.mark.parametrize('script,args,expected', [
+    ('dist_train.sh', ['my configs/a b.py', '2', '--work-dir', 'runs/x y'],
+     ['tools/train.py', 'my configs/a b.py', '--launcher', 'pytorch', '--work-dir', 'runs/x y']),
+    ('dist_test.sh', ['my configs/a b.py', 'ckpts/e 1.pth', '1', '--out', 'r s.pkl'],
+     ['tools/test.py', 'my configs/a b.py', 'ckpts/e 1.pth', '--launcher', 'pytorch', '--out',
+      'r s.pkl']),
+    ('slurm_train.sh', ['part', 'job', 'my configs/a b.py', 'work dir/x', '--amp'],
+     ['tools/train.py', 'my configs/a b.py', '--work-dir=work dir/x', '--launcher=slurm',
+      '--amp']),
+    ('slurm_test.sh', ['part', 'job', 'my configs/a b.py', 'ck pts/e.pth', '--out', 'a b.pkl'],
+     ['tools/test.py', 'my configs/a b.py', 'ck pts/e.pth', '--launcher=slurm', '--out',
+      'a b.pkl']),
+])
+def test_launch_scripts_keep_arguments_with_spaces(script, args, expected, tmp_path):
+    """A stand-in python (and srun) records the argument vector the script builds."""
+    record = tmp_path / 'argv.json'
+    fake = tmp_path / 'fake_python'
+    fake.write_text('#!/usr/bin/env python3\nimport json, sys\n'
+                    f'json.dump(sys.argv[1:], open({str(record)!r}, "w"))\n')
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    srun = tmp_path / 'srun'  # drops its own options, runs the command
+    srun.write_text('#!/usr/bin/env bash\nwhile [[ $1 == -* ]]; do [[ $1 == -p ]] && shift; '
+                    'shift; done\nexec "$@"\n')
+    srun.chmod(srun.stat().st_mode | stat.S_IEXEC)
+    env = dict(run_env(), PYTHON=str(fake), PATH=f'{tmp_path}:{os.environ["PATH"]}')
+    code, out = _run(['bash', f'tools/{script}', *args], env=env)
+    assert code == 0, out
+    argv = json.loads(record.read_text())
+    argv = [a.replace(REPO + '/', '').replace('tools/../', '') for a in argv]
+    start = next(i for i, a in enumerate(argv) if a.endswith(expected[0]))
+    assert argv[start].endswith(expected[0]) and argv[start + 1:] == expected[1:], argv
