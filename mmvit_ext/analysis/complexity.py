@@ -95,7 +95,8 @@ def count_flops(model: nn.Module, inputs: Sequence[torch.Tensor] = None,
     analyzer.set_op_handle(**ATTENTION_FLOP_HANDLES)
     analyzer.unsupported_ops_warnings(False)
     analyzer.uncalled_modules_warnings(False)
-    with torch.no_grad():
+    from ..models.ops import counting_flops
+    with torch.no_grad(), counting_flops():
         flops = analyzer.total()
         by_op = analyzer.by_operator()
         by_module_op = analyzer.by_module_and_operator() if exact else {}

@@ -31,7 +31,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 __all__ = ['GroupNorm1', 'group_norm1', 'irffn_hidden', 'plain_path_required',
-           'autocast_dtype', 'memory_lean', 'memory_lean_mode']
+           'autocast_dtype', 'memory_lean', 'memory_lean_mode', 'ceil_div', 'counting_flops']
+
+
+def ceil_div(a, b):
+    """``ceil(a / b)`` for sizes ``a >= 0``, ``b > 0``, with non-negative operands only: traced into
+    ONNX, ``-(-a // b)`` becomes an integer division of a negative number, which ONNX rounds
+    toward zero (a wrong size at every shape but the traced one)."""
+    return (a + b - 1) // b
 
 _MEMORY_LEAN_MODES = {'auto': None, '1': True, '0': False}
 _memory_lean_override: Optional[bool] = None
@@ -65,8 +72,25 @@ def memory_lean_mode(enabled: Optional[bool]):
         _memory_lean_override = previous
 
 
+_counting_flops = False
+
+
+@contextlib.contextmanager
+def counting_flops():
+    """The FLOP counter traces the model as it runs eagerly (it has handles for our custom ops),
+    so the export forms are not taken while it runs."""
+    global _counting_flops
+    previous, _counting_flops = _counting_flops, True
+    try:
+        yield
+    finally:
+        _counting_flops = previous
+
+
 def plain_path_required() -> bool:
     """True while a tracer or exporter runs: it must see standard ops, not custom functions."""
+    if _counting_flops:
+        return False
     if torch.jit.is_scripting() or torch.jit.is_tracing():
         return True
     onnx = getattr(torch, 'onnx', None)

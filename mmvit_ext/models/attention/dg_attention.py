@@ -41,7 +41,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from ..ops import memory_lean, plain_path_required
+from ..ops import ceil_div, memory_lean, plain_path_required
 
 __all__ = ['DynamicGroupAttention', 'DGRouting', 'kmeans_groups', 'select_group_keys',
            'grouped_attention', 'dg_attention_reference', 'auto_chunk_size']
@@ -65,7 +65,7 @@ def _group_sums(x: torch.Tensor, assign: torch.Tensor, groups: int, block: int =
     onehot = F.one_hot(assign, groups).to(x.dtype)  # (BH, N, G)
     counts = onehot.sum(1)
     nb = N // block
-    if nb < 2:
+    if nb < 2 or plain_path_required():  # exporters: one product (no size-dependent branches)
         return onehot.transpose(1, 2) @ x, counts
     full = nb * block  # whole blocks as the batch, the remainder as one more product
     sums = (onehot[:, :full].reshape(BH * nb, block, groups).transpose(1, 2)
@@ -103,7 +103,12 @@ def kmeans_groups(q: torch.Tensor, num_groups: int, iters: int = 3) -> torch.Ten
     groups = min(num_groups, N)
     with _routing_precision(q.device.type):
         qn = F.normalize(q.float(), dim=-1)
-        start = torch.linspace(0, N - 1, groups, device=q.device).round().long()
+        # evenly spaced tokens: i (N - 1) / (G - 1) rounded half to even, as torch.round does,
+        # computed in integers (exporters lack linspace)
+        span = max(groups - 1, 1)
+        steps = torch.arange(groups, device=q.device) * (N - 1)
+        quot, rem = steps // span, steps % span
+        start = quot + ((2 * rem > span) | ((2 * rem == span) & (quot % 2 == 1))).long()
         centroids = qn[:, start]  # (BH, G, d)
         assign = (qn @ centroids.transpose(1, 2)).argmax(-1)
         for _ in range(iters):
@@ -140,28 +145,29 @@ def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, routing
         return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, scale=scale)
     L = min(chunk_size or auto_chunk_size(N, groups), N)
     with torch.no_grad():
-        counts = torch.zeros(BH, groups, dtype=torch.long, device=q.device)
-        counts.scatter_add_(1, assign, torch.ones_like(assign))
+        # a counting sort of the queries by group, without a sort op (exporters lack a stable
+        # one): a query's rank in its group is the running count of its group's one-hot column
+        onehot = F.one_hot(assign, groups)  # (BH, N, G)
+        counts = onehot.sum(1)  # (BH, G)
+        rank = ((onehot.cumsum(1) - 1) * onehot).sum(-1)  # (BH, N), in token order
         chunks = (counts + L - 1) // L  # chunks per group
         chunk_end = chunks.cumsum(1)  # (BH, G), inclusive end
-        num_chunks = -(-N // L) + groups  # static bound on sum(chunks)
-        order = assign.argsort(dim=1, stable=True)  # queries sorted by group
-        sorted_group = assign.gather(1, order)
-        group_first = counts.cumsum(1) - counts  # first sorted position of each group
-        rank = torch.arange(N, device=q.device) - group_first.gather(1, sorted_group)
-        slot = (chunk_end - chunks).gather(1, sorted_group) * L + rank  # padded position
-        chunk_ids = torch.arange(num_chunks, device=q.device).expand(BH, -1).contiguous()
-        chunk_group = torch.searchsorted(chunk_end, chunk_ids, right=True).clamp(max=groups - 1)
+        num_chunks = ceil_div(N, L) + groups  # static bound on sum(chunks)
+        slot_of_token = (chunk_end - chunks).gather(1, assign) * L + rank  # padded position
+        chunk_ids = torch.arange(num_chunks, device=q.device)
+        # the group of every chunk: how many groups end at or before it
+        chunk_group = (chunk_end[:, None, :] <= chunk_ids[None, :, None]).sum(-1)
+        chunk_group = chunk_group.clamp(max=groups - 1)  # unused tail chunks: any group
         chunk_keys = key_index.gather(1, chunk_group[..., None].expand(-1, -1, kk))
         # row indices into the (BH * rows, d) flattened tensors: index_select on rows is much
         # faster on CPU than gather/scatter with an index expanded over d
         base = torch.arange(BH, device=q.device)[:, None]
         P = num_chunks * L
         token_of_slot = torch.full((BH, P), N, dtype=torch.long, device=q.device)  # N: a 0 row
-        token_of_slot.scatter_(1, slot, order)
+        tokens = torch.arange(N, device=q.device).expand(BH, N)
+        token_of_slot = token_of_slot.scatter(1, slot_of_token, tokens)
         token_of_slot = (token_of_slot + base * (N + 1)).flatten()
         key_rows = (chunk_keys + base[..., None] * N).flatten()
-        slot_of_token = torch.empty_like(slot).scatter_(1, order, slot)  # inverse permutation
         slot_of_token = (slot_of_token + base * P).flatten()
     q_rows = torch.cat([q, q.new_zeros(BH, 1, d)], dim=1).reshape(-1, d)
     padded = q_rows.index_select(0, token_of_slot).reshape(BH, num_chunks, L, d)

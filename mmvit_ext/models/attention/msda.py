@@ -12,13 +12,17 @@ Two forms of the sliding-window core live here:
 * :func:`dilated_local_attention` -- the form the model uses. It walks the k*k shifted views of a
   zero-padded K/V and accumulates, so no copy of K or V is made; its backward is written by hand and
   scatters the key/value gradients into one padded buffer in place (autograd on slices would
-  allocate a full padded zero tensor per offset).
+  allocate a full padded zero tensor per offset). While a tracer or exporter runs (TorchScript,
+  ONNX, ``torch.export``, ``torch.compile``) the same shift-and-accumulate runs as plain ops
+  instead, which every exporter understands and which follows the input size.
 """
 from typing import Sequence, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from ..ops import plain_path_required
 
 __all__ = [
     'dilated_local_attention', 'dilated_local_attention_reference',
@@ -146,7 +150,27 @@ def dilated_local_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     copies of K and V. Shapes: ``(B, heads, head_dim, H, W)`` in and out.
     """
     _check_qkv(q, k, v, kernel_size, dilation)
+    if plain_path_required():
+        return _dilated_local_attention_plain(q, k, v, kernel_size, dilation, scale)
     return _DilatedLocalAttention.apply(q, k, v, kernel_size, dilation, scale)
+
+
+def _dilated_local_attention_plain(q, k, v, kernel_size, dilation, scale):
+    """The forward of :class:`_DilatedLocalAttention` in out-of-place standard ops (for tracers
+    and exporters; autograd differentiates it)."""
+    H, W = q.shape[-2:]
+    pad = dilation * (kernel_size - 1) // 2
+    k_pad = F.pad(k, (pad, pad, pad, pad))
+    v_pad = F.pad(v, (pad, pad, pad, pad))
+    offsets = _offsets(kernel_size, dilation)
+    logits = torch.stack([(q * k_pad[..., di:di + H, dj:dj + W]).sum(2) for di, dj in offsets])
+    work_dtype = torch.float32 if q.dtype in (torch.float16, torch.bfloat16) else q.dtype
+    attn = torch.softmax(logits.to(work_dtype) * scale, dim=0).to(q.dtype)
+    out = attn[0].unsqueeze(2) * v_pad[..., offsets[0][0]:offsets[0][0] + H,
+                                       offsets[0][1]:offsets[0][1] + W]
+    for idx, (di, dj) in enumerate(offsets[1:], 1):
+        out = out + attn[idx].unsqueeze(2) * v_pad[..., di:di + H, dj:dj + W]
+    return out
 
 
 class MultiScaleDilatedAttention(nn.Module):

@@ -26,6 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..layers import lecun_normal_
+from ..ops import ceil_div, plain_path_required
 
 __all__ = ['QnAAttention', 'qna_attention', 'qna_reference', 'normalized_queries',
            'local_attention_unfold', 'WindowMSA']
@@ -245,17 +246,24 @@ class WindowMSA(nn.Module):
         CUDA (a 25x42 global window reads a 13x13 table 1.1 million times), while the embedding
         backward reduces sorted segments in parallel, deterministically.
         """
-        key = (h, w, self.rpe_bias.device)
-        if key not in self._table_index:  # the index depends on the window shape only
-            ws = self.window_size
-            ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing='ij')
-            ys, xs = ys.flatten(), xs.flatten()
-            dy = (ys[:, None] - ys[None]).clamp(-(ws - 1), ws - 1) + ws - 1
-            dx = (xs[:, None] - xs[None]).clamp(-(ws - 1), ws - 1) + ws - 1
-            self._table_index[key] = (dy * (2 * ws - 1) + dx).flatten().to(self.rpe_bias.device)
+        if plain_path_required():  # traced sizes: build the index from them, no cache
+            index = self._offset_index(h, w, self.rpe_bias.device)
+        else:
+            key = (h, w, self.rpe_bias.device)
+            if key not in self._table_index:  # the index depends on the window shape only
+                self._table_index[key] = self._offset_index(h, w, self.rpe_bias.device)
+            index = self._table_index[key]
         L = h * w
-        bias = F.embedding(self._table_index[key], self.rpe_bias)  # (L*L, heads)
+        bias = F.embedding(index, self.rpe_bias)  # (L*L, heads)
         return bias.t().contiguous().view(self.num_heads, L, L)  # SDPA kernels want stride 1
+
+    def _offset_index(self, h, w, device):
+        ws = self.window_size
+        ys = torch.arange(h, device=device)[:, None].expand(h, w).reshape(-1)
+        xs = torch.arange(w, device=device)[None, :].expand(h, w).reshape(-1)
+        dy = (ys[:, None] - ys[None]).clamp(-(ws - 1), ws - 1) + ws - 1
+        dx = (xs[:, None] - xs[None]).clamp(-(ws - 1), ws - 1) + ws - 1
+        return (dy * (2 * ws - 1) + dx).flatten()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, H, W, C = x.shape
@@ -264,18 +272,21 @@ class WindowMSA(nn.Module):
             wh, ww = H, W
         else:
             wh = ww = self.window_size
-        Hp, Wp = -(-H // wh) * wh, -(-W // ww) * ww
-        if (Hp, Wp) != (H, W):
+        Hp, Wp = ceil_div(H, wh) * wh, ceil_div(W, ww) * ww
+        # exporters see the padded form always (a shape test would be frozen into the graph)
+        padded = plain_path_required() or (Hp, Wp) != (H, W)
+        if padded:
             x = F.pad(x, (0, 0, 0, Wp - W, 0, Hp - H))
         nh, nw = Hp // wh, Wp // ww
         t = x.reshape(B, nh, wh, nw, ww, C).permute(0, 1, 3, 2, 4, 5).reshape(-1, wh * ww, C)
         qkv = self.qkv(t).reshape(-1, wh * ww, 3, heads, d).permute(2, 0, 3, 1, 4)
         mask = self.relative_bias(wh, ww)[None].to(x.dtype)  # (1, heads, L, L)
-        if (Hp, Wp) != (H, W):
+        if padded:
             # padded tokens are masked out as keys: (windows, heads, L, L), tiled over the batch
-            valid = torch.zeros(Hp, Wp, dtype=torch.bool, device=x.device)
-            valid[:H, :W] = True
-            valid = valid.reshape(nh, wh, nw, ww).permute(0, 2, 1, 3).reshape(nh * nw, 1, 1, -1)
+            rows = torch.arange(Hp, device=x.device) < H
+            cols = torch.arange(Wp, device=x.device) < W
+            valid = (rows[:, None] & cols[None]).reshape(nh, wh, nw, ww).permute(0, 2, 1, 3)
+            valid = valid.reshape(nh * nw, 1, 1, wh * ww)
             mask = mask.masked_fill(~valid, torch.finfo(x.dtype).min).repeat(B, 1, 1, 1)
         out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=mask)
         out = self.proj(out.transpose(1, 2).reshape(-1, wh * ww, C))

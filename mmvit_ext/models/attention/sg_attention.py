@@ -34,6 +34,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..ops import ceil_div, plain_path_required
+
 __all__ = [
     'HybridScaleAttention', 'SelfGuidedAttention', 'FullAttention', 'window_attention',
     'window_attention_reference', 'merge_sorted_tokens', 'merge_sorted_tokens_reference',
@@ -87,8 +89,8 @@ def _window_logits(q, k, hw, window, scale, pad_extra):
     B, h, N, d = q.shape
     H, W = hw
     ws = window
-    Hp = -(-H // ws) * ws + pad_extra[0] * ws
-    Wp = -(-W // ws) * ws + pad_extra[1] * ws
+    Hp = ceil_div(H, ws) * ws + pad_extra[0] * ws
+    Wp = ceil_div(W, ws) * ws + pad_extra[1] * ws
     nh, nw = Hp // ws, Wp // ws
     L = ws * ws
 
@@ -304,7 +306,7 @@ def merge_bounds(num_tokens: int, groups: Sequence[Tuple[float, int]]) -> List[T
 
 
 def num_merged_tokens(num_tokens: int, groups: Sequence[Tuple[float, int]]) -> int:
-    return sum(-(-(e - s) // k) for s, e, k in merge_bounds(num_tokens, groups))
+    return sum(ceil_div(e - s, k) for s, e, k in merge_bounds(num_tokens, groups))
 
 
 def merge_sorted_tokens(tokens: torch.Tensor, groups: Sequence[Tuple[float, int]],
@@ -320,7 +322,7 @@ def merge_sorted_tokens(tokens: torch.Tensor, groups: Sequence[Tuple[float, int]
         n = end - start
         if n == 0:
             continue
-        m = -(-n // k)
+        m = ceil_div(n, k)
         seg = tokens[:, start:end]
         if m * k != n:  # complete the last chunk with zero tokens
             seg = F.pad(seg, (0, 0, 0, m * k - n))
@@ -397,7 +399,7 @@ class HybridScaleAttention(_LePEMixin, nn.Module):
         B, N, C = x.shape
         H, W = hw
         r = self.sr_ratio
-        Hs, Ws = -(-H // r), -(-W // r)
+        Hs, Ws = ceil_div(H, r), ceil_div(W, r)
         if (Hs * r, Ws * r) != (H, W):
             t = F.pad(x.reshape(B, H, W, C), (0, 0, 0, Ws * r - W, 0, Hs * r - H))
             x, hw = t.reshape(B, -1, C), (Hs * r, Ws * r)

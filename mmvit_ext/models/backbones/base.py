@@ -10,6 +10,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ...checkpoint import load_pretrained
 from ..layers import freeze
+from ..ops import ceil_div
 
 __all__ = ['PyramidBackbone', 'vit_init_']
 
@@ -48,15 +49,15 @@ class PyramidBackbone(BaseModule):
         if x.shape[1] != first_conv.in_channels:
             raise ValueError(f'{name} was built for {first_conv.in_channels}-channel images '
                              f'(in_channels), got {x.shape[1]} channels: shape {tuple(x.shape)}')
-        H, W = int(x.shape[2]), int(x.shape[3])
+        H, W = x.shape[2], x.shape[3]  # no int(): exporters keep these symbolic
         if H < 1 or W < 1:
             raise ValueError(f'{name} got an image of {H}x{W} pixels (shape {tuple(x.shape)}); '
                              'an image needs at least one pixel in each direction. Check the '
                              'data pipeline (a crop or resize to zero size?)')
         if x.shape[0] > 0:
             return None
-        return tuple(x.new_zeros(0, self.embed_dims[i], -(-H // 2**(i + 2)),
-                                 -(-W // 2**(i + 2))) for i in self.out_indices)
+        return tuple(x.new_zeros(0, self.embed_dims[i], ceil_div(H, 2**(i + 2)),
+                                 ceil_div(W, 2**(i + 2))) for i in self.out_indices)
 
     def init_from_scratch(self) -> None:
         pass

@@ -25,6 +25,7 @@ from ..converters.flax_msgpack import FlaxMsgpackError, is_flax_msgpack_file
 from ..converters.qna import load_official_qna
 from ..layers import (DropPath, Mlp, arch_name, check_stage_indices, drop_path_rates,
                       lecun_normal_, pretrained_to_init_cfg, resolve_arch)
+from ..ops import ceil_div, plain_path_required
 from .base import PyramidBackbone
 
 __all__ = ['QnAViT']
@@ -83,12 +84,18 @@ def _read_flax_checkpoint(path: str) -> Optional[Dict]:
 
 
 def same_pad(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
-    """Flax/TF 'SAME' padding of an NCHW map (extra pixel at the bottom/right)."""
+    """Flax/TF 'SAME' padding of an NCHW map (extra pixel at the bottom/right), for
+    ``kernel >= stride`` (the stem: 4 and 4). Exporters always see the pad (by zero where
+    nothing is needed): a shape test would be frozen into the exported graph."""
+    if kernel < stride:
+        raise ValueError(f'same_pad supports kernel >= stride, got {kernel} < {stride}')
     pads = []
     for size in x.shape[:1:-1]:  # W, then H
-        total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
+        total = (ceil_div(size, stride) - 1) * stride + kernel - size  # >= 0 when kernel >= stride
         pads += [total // 2, total - total // 2]
-    return F.pad(x, pads) if any(pads) else x
+    if not plain_path_required() and not any(pads):
+        return x
+    return F.pad(x, pads)
 
 
 @MODELS.register_module()
