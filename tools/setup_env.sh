@@ -69,7 +69,8 @@ if ! pip install -q torch; then
 fi
 
 say "python dependencies"
-pip install -q -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tests.txt" mmengine
+pip install -q -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tests.txt" \
+    -r "$ROOT/requirements/deploy.txt" mmengine
 
 # ---- mmcv with compiled ops, built once per (mmcv, torch, python) and cached --------------------------------
 MMCV_VERSION=$(sed -n 's/^mmcv==//p' "$CONSTRAINTS")

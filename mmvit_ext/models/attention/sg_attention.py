@@ -28,6 +28,7 @@ sort the same tokens.
 Each fast form has a slow reference here (loops over windows and chunks, explicit softmax) that
 follows the official computation step by step; the tests check them against each other.
 """
+from fractions import Fraction
 from typing import List, Optional, Sequence, Tuple
 
 import torch
@@ -96,17 +97,18 @@ def _window_logits(q, k, hw, window, scale, pad_extra):
 
     def windows(t):  # (B, h, N, d) -> (B, h, nW, L, d), row-major windows
         t = t.reshape(B * h, H, W, t.shape[-1])
-        if (Hp, Wp) != (H, W):
+        if plain_path_required() or (Hp, Wp) != (H, W):
             t = F.pad(t, (0, 0, 0, Wp - W, 0, Hp - H))
         t = t.reshape(B * h, nh, ws, nw, ws, -1).permute(0, 1, 3, 2, 4, 5)
         return t.reshape(B, h, nh * nw, L, -1)
 
     logits = (windows(q) * scale) @ windows(k).transpose(-2, -1)  # (B, h, nW, L, L)
     valid = None
-    if (Hp, Wp) != (H, W):
-        valid = q.new_zeros(Hp, Wp, dtype=torch.bool)
-        valid[:H, :W] = True
-        valid = valid.reshape(nh, ws, nw, ws).permute(0, 2, 1, 3).reshape(nh * nw, L)
+    if plain_path_required() or (Hp, Wp) != (H, W):
+        rows = torch.arange(Hp, device=q.device) < H
+        cols = torch.arange(Wp, device=q.device) < W
+        valid = (rows[:, None] & cols[None]).reshape(nh, ws, nw, ws).permute(0, 2, 1, 3)
+        valid = valid.reshape(nh * nw, L)
         # finite fill: a window of padding only gets a uniform softmax, never NaN
         logits = logits.masked_fill(~valid[:, None, :], torch.finfo(logits.dtype).min)
     return logits, valid, (Hp, Wp, nh, nw, ws), windows
@@ -271,8 +273,13 @@ def global_attention_with_significance(q: torch.Tensor, k: torch.Tensor, v: torc
     are formed explicitly (dropout must hit the output, not the map).
     """
     B, h, N, _ = q.shape
-    chunks = _query_chunks(q, k.shape[2])
     own = significance_qk is None
+    if plain_path_required() and own:  # exporters: one product, no chunk loop on sizes
+        probs = _chunk_probs(q, k, scale)
+        received = probs.sum(dim=(1, 2), dtype=torch.float64 if q.dtype == torch.float64
+                             else torch.float32)
+        return probs.to(v.dtype) @ v, received / (h * N)
+    chunks = _query_chunks(q, k.shape[2])
     received = _received_buffer(q, k)
     if attn_drop is not None and attn_drop.training and attn_drop.p > 0:
         probs = _chunk_probs(q, k, scale)
@@ -296,10 +303,16 @@ def global_attention_with_significance(q: torch.Tensor, k: torch.Tensor, v: torc
 
 # --------------------------------------------------------------------------- token merging
 def merge_bounds(num_tokens: int, groups: Sequence[Tuple[float, int]]) -> List[Tuple[int, int, int]]:
-    """``(start, end, chunk)`` of each merge group for ``num_tokens`` sorted tokens."""
+    """``(start, end, chunk)`` of each merge group for ``num_tokens`` sorted tokens.
+
+    ``floor(N * fraction)`` in integers (the fraction as a ratio), which traced sizes keep."""
     bounds, start = [], 0
     for end_frac, chunk in groups:
-        end = num_tokens if end_frac >= 1 else int(num_tokens * end_frac)
+        if end_frac >= 1:
+            end = num_tokens
+        else:
+            ratio = Fraction(end_frac).limit_denominator(1000)
+            end = num_tokens * ratio.numerator // ratio.denominator
         bounds.append((start, end, int(chunk)))
         start = end
     return bounds
@@ -318,13 +331,14 @@ def merge_sorted_tokens(tokens: torch.Tensor, groups: Sequence[Tuple[float, int]
     """
     B, N, C = tokens.shape
     outs = []
+    export = plain_path_required()  # no size tests: they would be frozen into the graph
     for (start, end, k), merge in zip(merge_bounds(N, groups), merges):
         n = end - start
-        if n == 0:
+        if not export and n == 0:
             continue
         m = ceil_div(n, k)
         seg = tokens[:, start:end]
-        if m * k != n:  # complete the last chunk with zero tokens
+        if export or m * k != n:  # complete the last chunk with zero tokens
             seg = F.pad(seg, (0, 0, 0, m * k - n))
         # (B, m, C, k) @ Linear(k, 1): the same op as the official pooling
         pooled = merge(seg.reshape(B, m, k, C).transpose(2, 3))
@@ -337,6 +351,7 @@ def merge_sorted_tokens_reference(tokens, groups, merges):
     the tokens they have."""
     B, N, C = tokens.shape
     outs = []
+    export = plain_path_required()  # no size tests: they would be frozen into the graph
     for (start, end, k), merge in zip(merge_bounds(N, groups), merges):
         w, b = merge.weight[0], merge.bias[0]
         for s in range(start, end, k):
@@ -400,7 +415,7 @@ class HybridScaleAttention(_LePEMixin, nn.Module):
         H, W = hw
         r = self.sr_ratio
         Hs, Ws = ceil_div(H, r), ceil_div(W, r)
-        if (Hs * r, Ws * r) != (H, W):
+        if plain_path_required() or (Hs * r, Ws * r) != (H, W):
             t = F.pad(x.reshape(B, H, W, C), (0, 0, 0, Ws * r - W, 0, Hs * r - H))
             x, hw = t.reshape(B, -1, C), (Hs * r, Ws * r)
         t = conv_on_tokens(self.sr, x, hw)
@@ -443,9 +458,9 @@ class HybridScaleAttention(_LePEMixin, nn.Module):
             if routing is not None:
                 local_sig = window_significance(routing[2], routing[3], hw, self.window_size,
                                                 self.scale, pad_extra)
-            g = F.interpolate(g.reshape(B, 1, Hs, Ws),
-                              size=(Hs * self.sr_ratio, Ws * self.sr_ratio), mode='nearest')
-            significance = g[:, 0, :H, :W] + local_sig
+            g = g.reshape(B, Hs, 1, Ws, 1).expand(B, Hs, self.sr_ratio, Ws, self.sr_ratio)
+            g = g.reshape(B, Hs * self.sr_ratio, Ws * self.sr_ratio)  # nearest upsampling
+            significance = g[:, :H, :W] + local_sig
         out = torch.cat([_merge_heads(o1), _merge_heads(o2)], dim=-1) + self.lepe(x, hw)
         return self.proj_drop(self.proj(out)), significance
 
@@ -484,7 +499,14 @@ class SelfGuidedAttention(_LePEMixin, nn.Module):
         x_col = x.reshape(B, H, W, C).transpose(1, 2).reshape(B, N, C)
         s_row = significance.reshape(B, N)
         s_col = significance.transpose(1, 2).reshape(B, N)
-        order = torch.sort(torch.stack([s_row, s_col]), dim=-1)[1]  # (2, B, N)
+        # stable: equal significance keeps the token order, so every backend picks the same
+        # tokens; exporters take ascending TopK over all N, whose tie rule (lower index first,
+        # ONNX spec) is the same order (they cannot export a stable sort)
+        keys = torch.stack([s_row, s_col])
+        if plain_path_required():
+            order = torch.topk(keys, keys.shape[-1], dim=-1, largest=False, sorted=True)[1]
+        else:
+            order = torch.sort(keys, dim=-1, stable=True)[1]  # (2, B, N)
         return torch.gather(torch.stack([x, x_col]), 2, order[..., None].expand(-1, -1, -1, C))
 
     def forward(self, x: torch.Tensor, hw: Tuple[int, int],

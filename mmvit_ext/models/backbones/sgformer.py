@@ -23,7 +23,7 @@ from ..attention.sg_attention import (DEFAULT_MERGE_GROUPS, FullAttention, Hybri
 from ..converters.sgformer import SGFORMER_STATE_KEYS, convert_sgformer, is_official_sgformer
 from ..layers import (DropPath, arch_name, check_stage_indices, drop_path_rates,
                       pretrained_to_init_cfg, resolve_arch)
-from ..ops import GroupNorm1
+from ..ops import GroupNorm1, plain_path_required
 from .base import PyramidBackbone, vit_init_
 
 __all__ = ['SGFormer', 'sincos_pos_embed_2d']
@@ -289,7 +289,8 @@ class SGFormer(PyramidBackbone):
 
     # ------------------------------------------------------------------ forward
     def resized_pos_embed(self, hw: Tuple[int, int]) -> torch.Tensor:
-        if tuple(hw) == self.pos_grid:
+        # exporters always resize (to the same size it is an exact copy): no frozen size test
+        if not plain_path_required() and tuple(hw) == self.pos_grid:
             return self.pos_embed
         C = self.pos_embed.shape[-1]
         table = self.pos_embed.reshape(1, *self.pos_grid, C).permute(0, 3, 1, 2)
