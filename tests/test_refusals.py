@@ -369,6 +369,19 @@ def test_checkpoint_entry_points_refuse_with_exit_1(case, det_checkpoints, small
     assert not glob.glob(str(tmp_path / '**' / '*.pth'), recursive=True)
 
 
+@pytest.mark.parametrize('case', ['--tta on Mask R-CNN', '--amp without a GPU'])
+def test_options_the_machine_or_model_cannot_honour(case, det_checkpoints, small_data, tmp_path):
+    if case.startswith('--tta'):
+        cmd = ['tools/test.py', DET_CFG, det_checkpoints['dgt'], '--tta']
+        pattern = r'--tta: mmdet 3.3 merges test-time augmentations of boxes only'
+    else:
+        cmd = ['tools/train.py', DET_CFG, '--amp']
+        pattern = r'--amp needs a CUDA GPU'
+    code, out = _run([sys.executable, *cmd, '--work-dir', str(tmp_path), '--cfg-options',
+                      *_data_options(small_data)])
+    _one_line_error(code, out, pattern)
+
+
 # ============================================================================ training runs
 def _runner(small_data, work_dir, hooks=(), seed=123, resume=False, epochs=2, ckpt_every=3):
     """The demo detector on the small COCO set: 8 images, batch 2 -> 4 iterations per epoch."""

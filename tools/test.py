@@ -54,6 +54,12 @@ def _enable_visualization(cfg, args):
 
 
 def _enable_tta(cfg):
+    roi_head = cfg.model.get('roi_head') or {}
+    if _scope(cfg) == 'mmdet' and roi_head.get('mask_head'):  # Mask / Cascade Mask R-CNN
+        sys.exit('error: --tta: mmdet 3.3 merges test-time augmentations of boxes only ("TTA of '
+                 'instance segmentation does not support now"), and this config predicts masks. '
+                 'Test it without --tta; --tta works for box-only detectors, segmentors and '
+                 'classifiers.')
     if 'tta_model' not in cfg or 'tta_pipeline' not in cfg:
         if _scope(cfg) != 'mmdet':
             raise RuntimeError('--tta needs tta_model and tta_pipeline in the config')

@@ -35,6 +35,10 @@ def main():
     args = parse_args()
     cfg = load_config(args)
     if args.amp:
+        import torch
+        if not torch.cuda.is_available():
+            sys.exit('error: --amp needs a CUDA GPU (mmengine\'s AmpOptimWrapper runs on GPUs '
+                     'only); on this machine train in fp32, without --amp')
         if cfg.optim_wrapper.get('type', 'OptimWrapper') == 'AmpOptimWrapper':
             print_log('AMP training is already enabled in the config', logger='current')
         else:
