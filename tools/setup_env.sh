@@ -70,7 +70,7 @@ fi
 
 say "python dependencies"
 pip install -q -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tests.txt" \
-    -r "$ROOT/requirements/deploy.txt" mmengine
+    -r "$ROOT/requirements/deploy.txt" -r "$ROOT/requirements/tools.txt" mmengine
 
 # ---- mmcv with compiled ops, built once per (mmcv, torch, python) and cached --------------------------------
 MMCV_VERSION=$(sed -n 's/^mmcv==//p' "$CONSTRAINTS")
@@ -100,6 +100,12 @@ fi
 say "mmdet, mmseg, mmpretrain (their mmcv requirement is only under the 'mim' extra)"
 pip install -q mmdet mmsegmentation mmpretrain
 pip install -q --no-deps torchvision
+# The CUDA torchvision next to the CPU torch fails on import ("operator torchvision::nms does not
+# exist"): an import hook, started by a .pth line, declares the missing op schemas so that
+# `import torchvision` and the frameworks' tools work without importing mmvit_ext first.
+SITE=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+cp "$ROOT/mmvit_ext/utils/torchvision_hook.py" "$SITE/_mmvit_torchvision_hook.py"
+echo "import _mmvit_torchvision_hook" > "$SITE/_mmvit_torchvision_hook.pth"
 say "openmim without openxlab (pip then warns that opendatalab is missing: intended)"
 pip install -q --no-deps openmim
 pip install -q click colorama model-index pandas requests rich tabulate
@@ -107,7 +113,7 @@ pip install -q click colorama model-index pandas requests rich tabulate
 install_package
 
 "$PY" - <<'EOF'
-import mmcv, mmcv.ops, mmdet, mmseg, mmpretrain, torch, numpy
+import mmcv, mmcv.ops, mmdet, mmseg, mmpretrain, torch, numpy, torchvision, mmdet.models
 print(f'[setup_env] torch {torch.__version__}, numpy {numpy.__version__}, mmcv {mmcv.__version__}, '
       f'mmdet {mmdet.__version__}, mmseg {mmseg.__version__}, mmpretrain {mmpretrain.__version__}')
 EOF
