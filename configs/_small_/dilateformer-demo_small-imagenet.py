@@ -4,6 +4,7 @@
 _base_ = '../dilateformer/dilateformer-t_8xb128_in1k.py'
 
 data_root = 'data/small/small_imagenet'
+metainfo = dict(classes=('square', 'circle', 'triangle'))  # not ImageNet's names
 model = dict(
     backbone=dict(arch=dict(_delete_=True, embed_dims=36, depths=(1, 1, 2, 1),
                             num_heads=(3, 3, 6, 12)), drop_path_rate=0.),
@@ -26,11 +27,11 @@ test_pipeline = [
 train_dataloader = dict(
     batch_size=8, num_workers=0, persistent_workers=False,
     sampler=dict(_delete_=True, type='DefaultSampler', shuffle=True),
-    dataset=dict(data_root=data_root, split='', ann_file='meta/train.txt',
+    dataset=dict(data_root=data_root, split='', ann_file='meta/train.txt', metainfo=metainfo,
                  data_prefix='train', pipeline=train_pipeline))
 val_dataloader = dict(
     batch_size=8, num_workers=0, persistent_workers=False,
-    dataset=dict(data_root=data_root, split='', ann_file='meta/val.txt',
+    dataset=dict(data_root=data_root, split='', ann_file='meta/val.txt', metainfo=metainfo,
                  data_prefix='val', pipeline=test_pipeline))
 test_dataloader = val_dataloader
 val_evaluator = dict(type='Accuracy', topk=(1, ))

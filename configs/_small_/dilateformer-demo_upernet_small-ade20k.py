@@ -1,9 +1,15 @@
 # Demo: UperNet with a small DilateFormer on the built-in ADE20K-format small dataset, on CPU.
 #   python tools/misc/make_small_datasets.py data/small
 #   python tools/train.py configs/_small_/dilateformer-demo_upernet_small-ade20k.py
+# Four classes, all learned: background and three shapes whose colours do not give the class
+# (ADE20K's folder layout and label files, read as a plain BaseSegDataset with its own names).
 _base_ = '../dilateformer/dilateformer-t_upernet_8xb2-160k_ade20k-512x512.py'
 
 data_root = 'data/small/small_ade'
+classes = ('background', 'square', 'circle', 'triangle')
+metainfo = dict(classes=classes,
+                palette=[(120, 120, 120), (220, 40, 40), (40, 200, 60), (50, 70, 230)])
+num_classes = len(classes)
 crop_size = (128, 128)
 norm_cfg = dict(type='BN', requires_grad=True)
 model = dict(
@@ -12,12 +18,14 @@ model = dict(
         arch=dict(_delete_=True, embed_dims=36, depths=(1, 1, 2, 1), num_heads=(3, 3, 6, 12)),
         drop_path_rate=0.,
         init_cfg=None),
-    decode_head=dict(in_channels=[36, 72, 144, 288], channels=64, norm_cfg=norm_cfg),
-    auxiliary_head=dict(in_channels=144, channels=32, norm_cfg=norm_cfg))
+    decode_head=dict(in_channels=[36, 72, 144, 288], channels=64, norm_cfg=norm_cfg,
+                     num_classes=num_classes),
+    auxiliary_head=dict(in_channels=144, channels=32, norm_cfg=norm_cfg,
+                        num_classes=num_classes))
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='LoadAnnotations', reduce_zero_label=False),
     dict(type='RandomResize', scale=(160, 128), ratio_range=(0.75, 1.5), keep_ratio=True),
     dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
     dict(type='RandomFlip', prob=0.5),
@@ -26,15 +34,19 @@ train_pipeline = [
 test_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=(160, 128), keep_ratio=True),
-    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='LoadAnnotations', reduce_zero_label=False),
     dict(type='PackSegInputs'),
 ]
 train_dataloader = dict(
     batch_size=4, num_workers=0, persistent_workers=False,
-    dataset=dict(data_root=data_root, pipeline=train_pipeline))
+    dataset=dict(type='BaseSegDataset', data_root=data_root, metainfo=metainfo,
+                 img_suffix='.jpg', seg_map_suffix='.png', reduce_zero_label=False,
+                 pipeline=train_pipeline))
 val_dataloader = dict(
     batch_size=1, num_workers=0, persistent_workers=False,
-    dataset=dict(data_root=data_root, pipeline=test_pipeline))
+    dataset=dict(type='BaseSegDataset', data_root=data_root, metainfo=metainfo,
+                 img_suffix='.jpg', seg_map_suffix='.png', reduce_zero_label=False,
+                 pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=200, val_interval=100)

@@ -89,6 +89,23 @@ def test_segmentation_train_then_test(small_data, tmp_path):
     assert 'mIoU' in out
 
 
+def test_segmentation_demo_learns_four_named_classes(tmp_path):
+    """Background is a learned class and the shapes' colours do not give their class, so the
+    demo's mIoU is a real number below 100 that rises with training."""
+    from mmvit_ext.datasets.small import make_small_ade20k
+    root = make_small_ade20k(str(tmp_path))
+    opts = [f'{p}_dataloader.dataset.data_root={root}' for p in ('train', 'val', 'test')]
+    opts += ['train_cfg.max_iters=60', 'train_cfg.val_interval=20', 'randomness.seed=0',
+             'default_hooks.checkpoint.interval=60']
+    out = _run([sys.executable, 'tools/train.py', SEG_CFG, '--work-dir', str(tmp_path / 'w'),
+                '--cfg-options', *opts])
+    mious = [float(v) for v in re.findall(r'Iter\(val\) \[\d+/\d+\] +aAcc: [\d.]+ +mIoU: ([\d.]+)',
+                                          out)]
+    assert len(mious) == 3 and mious[-1] > mious[0] + 3 and max(mious) < 90, mious
+    for name in ('background', 'square', 'circle', 'triangle'):  # the per-class table
+        assert re.search(rf'\|\s*{name}\s*\|\s*[\d.]+\s*\|', out), name
+
+
 def test_classification_train_then_test(small_data, tmp_path):
     work = str(tmp_path / 'cls')
     opts = [f'{p}_dataloader.dataset.data_root={small_data["imagenet"]}' for p in ('train', 'val', 'test')]
@@ -98,6 +115,9 @@ def test_classification_train_then_test(small_data, tmp_path):
     out = _run([sys.executable, 'tools/test.py', CLS_CFG, osp.join(work, 'epoch_1.pth'), '--work-dir',
                 work, '--cfg-options', *opts])
     assert 'accuracy/top1' in out
+    from mmvit_ext.utils.safe_load import safe_torch_load
+    meta = safe_torch_load(osp.join(work, 'epoch_1.pth'))['meta']['dataset_meta']
+    assert tuple(meta['classes']) == ('square', 'circle', 'triangle')  # not ImageNet's names
 
 
 def _mim():
