@@ -20,7 +20,8 @@ from .models.converters.common import (DEFAULT_STATE_KEYS, strip_prefix,
 from .utils import safe_load
 
 __all__ = ['CheckpointMismatchError', 'NonFiniteCheckpointError', 'load_pretrained',
-           'check_state_dict', 'nonfinite_tensors', 'check_finite', 'mismatch_summary']
+           'check_state_dict', 'nonfinite_tensors', 'check_finite', 'mismatch_summary',
+           'backbone_phrase']
 
 
 class CheckpointMismatchError(KeyError):
@@ -83,11 +84,12 @@ def which_backbones(model: nn.Module, state_dict: Mapping) -> str:
     if not held:
         return ''
     if built and held != built and not held.endswith(built):
-        return f' It holds {_article(held)}; the config builds {built}.'
-    return f' It holds {_article(held)}.'
+        return f' It holds {backbone_phrase(held)}; the config builds {built}.'
+    return f' It holds {backbone_phrase(held)}.'
 
 
-def _article(name: str) -> str:
+def backbone_phrase(name: str) -> str:
+    """'DGT-T' -> 'a DGT-T backbone'; descriptions that already read as a phrase unchanged."""
     return name if name.startswith(('a ', 'an ')) else f'a {name} backbone'
 
 

@@ -187,11 +187,12 @@ def attention_case(case):
     return run
 
 
-def _autocast(case):
-    dtype = PRECISIONS[case.get('precision', 'fp32')]
+def precision_context(device: str, precision: str = 'fp32'):
+    """Nothing for fp32, else autocast to ``precision`` on ``device``'s type."""
+    dtype = PRECISIONS[precision]
     if dtype is None:
         return contextlib.nullcontext()
-    return torch.autocast(device_type=torch.device(case['device']).type, dtype=dtype)
+    return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
 
 
 def backbone_case(case):
@@ -201,7 +202,7 @@ def backbone_case(case):
     x = torch.randn(case['batch'], 3, *case['size'], device=case['device'])
 
     def forward():
-        with _autocast(case):
+        with precision_context(case['device'], case.get('precision', 'fp32')):
             return model(x)
 
     def run():

@@ -84,11 +84,6 @@ def run_case(case):
 
     import mmvit_ext  # noqa: F401  (registers models and the hook)
     from ..utils.runner_setup import resolve_config_path
-    if case['amp']:
-        import torch
-        if not torch.cuda.is_available():
-            raise SystemExit('--amp needs a CUDA GPU (mmengine\'s AmpOptimWrapper runs on GPUs '
-                             'only); run without --amp on the CPU')
     cfg = Config.fromfile(resolve_config_path(case['config']))
     with tempfile.TemporaryDirectory() as work_dir:
         out_file = osp.join(work_dir, 'steps.json')

@@ -201,17 +201,18 @@ def _parse_losses_finite(original):
     def parse_losses(self, losses):
         loss, log_vars = original(self, losses)
         if torch.is_tensor(loss) and not bool(torch.isfinite(loss)):
-            terms = {k: float(v) for k, v in log_vars.items()
-                     if k != 'loss' and torch.is_tensor(v) and not math.isfinite(float(v.detach()))}
+            values = {k: float(v.detach()) for k, v in log_vars.items()
+                      if k != 'loss' and torch.is_tensor(v)}
+            terms = {k: v for k, v in values.items() if not math.isfinite(v)}
             hub = MessageHub.get_current_instance()
             iteration = hub.get_info('iter')
             where = f'iteration {iteration + 1}' if iteration is not None else 'this iteration'
             raise NonFiniteLossError(
-                f'training stopped at {where}: the loss is {float(loss.detach())}; non-finite terms: '
-                f'{terms or "none by itself (their sum overflowed)"}. No checkpoint of this state '
-                'is written; the newest checkpoint in the work dir is the last good one. Lower the '
-                'learning rate, add gradient clipping (optim_wrapper.clip_grad), or check the data '
-                'for degenerate boxes.')
+                f'training stopped at {where}: the loss is {float(loss.detach())}; non-finite '
+                f'terms: {terms or "none by itself (their sum overflowed)"}. No checkpoint of this '
+                'state is written; the newest checkpoint in the work dir is the last good one. '
+                'Lower the learning rate, add gradient clipping (optim_wrapper.clip_grad), or '
+                'check the data for degenerate boxes.')
         return loss, log_vars
 
     parse_losses._mmvit_guard = True

@@ -50,7 +50,7 @@ def resolve_arch(arch: Union[str, Mapping], zoo: Mapping[str, Dict],
     unknown name, missing keys, or keys the family does not use (a typo would otherwise be
     ignored silently)."""
     if isinstance(arch, str):
-        key = aliases.get(arch.lower(), arch.lower())
+        key = arch_name(arch, zoo, aliases)
         if key not in zoo:
             choices = sorted(set(zoo) | set(aliases))
             raise ValueError(f'unknown {name} arch {arch!r}; choose one of {choices} '

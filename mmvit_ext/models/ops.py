@@ -24,14 +24,15 @@ on accelerators and no on the CPU, unless ``MMVIT_MEMORY_LEAN=1`` / ``0`` (or
 """
 import contextlib
 import os
-from typing import Optional, Tuple
+from typing import Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 __all__ = ['GroupNorm1', 'group_norm1', 'irffn_hidden', 'plain_path_required',
-           'autocast_dtype', 'memory_lean', 'memory_lean_mode', 'ceil_div', 'counting_flops']
+           'autocast_dtype', 'memory_lean', 'memory_lean_mode', 'ceil_div', 'counting_flops',
+           'accumulation_dtype', 'recompute_in_backward', 'window_key_mask']
 
 
 def ceil_div(a, b):
@@ -39,6 +40,22 @@ def ceil_div(a, b):
     ONNX, ``-(-a // b)`` becomes an integer division of a negative number, which ONNX rounds
     toward zero (a wrong size at every shape but the traced one)."""
     return (a + b - 1) // b
+
+
+def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Where sums and softmaxes run: half types in fp32, fp32 / fp64 as they are."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def window_key_mask(H, W, Hp, Wp, wh: int, ww: int, device) -> torch.Tensor:
+    """``(windows, wh * ww)`` bool: which tokens of the row-major ``wh x ww`` windows of an
+    ``H x W`` map padded to ``Hp x Wp`` are real. Built from comparisons, so traced sizes stay
+    symbolic."""
+    rows = torch.arange(Hp, device=device) < H
+    cols = torch.arange(Wp, device=device) < W
+    valid = (rows[:, None] & cols[None]).reshape(Hp // wh, wh, Wp // ww, ww).permute(0, 2, 1, 3)
+    return valid.reshape(-1, wh * ww)
+
 
 _MEMORY_LEAN_MODES = {'auto': None, '1': True, '0': False}
 _memory_lean_override: Optional[bool] = None
@@ -113,12 +130,14 @@ def autocast_dtype(device_type: str) -> Optional[torch.dtype]:
 
 
 def _acc(t: torch.Tensor) -> torch.Tensor:
-    """Accumulation precision: half types in fp32, fp32 / fp64 as they are."""
-    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+    return t.to(accumulation_dtype(t.dtype))
 
 
-def _needs_grad(*tensors) -> bool:
-    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+def recompute_in_backward(device, *tensors) -> bool:
+    """Whether a memory-lean form (recomputing in backward) should run: a gradient is needed,
+    :func:`memory_lean` says so for the device, and no tracer or exporter is running."""
+    return (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+            and memory_lean(device) and not plain_path_required())
 
 
 # ----------------------------------------------------------------------------- GroupNorm(1, C)
@@ -287,9 +306,8 @@ class _IRFFNHiddenFunction(torch.autograd.Function):
 
 
 def _plain_irffn_hidden(x, fc1, bn1, dwconv, bn2, fc2):
-    act = F.gelu
-    h = bn1(_nchw(act(fc1(x))))
-    h = h + bn2(act(dwconv(h)))
+    h = bn1(_nchw(F.gelu(fc1(x))))
+    h = h + bn2(F.gelu(dwconv(h)))
     return fc2(_nhwc(h))
 
 
@@ -305,8 +323,8 @@ def irffn_hidden(x: torch.Tensor, fc1: nn.Linear, bn1: nn.BatchNorm2d, dwconv: n
                       for m in (bn1, bn2))
     params = [fc1.weight, fc1.bias, bn1.weight, bn1.bias, dwconv.weight, dwconv.bias,
               bn2.weight, bn2.bias, fc2.weight, fc2.bias]
-    if (not plain_types or plain_path_required() or any(p is None for p in params)
-            or not _needs_grad(x, *params) or x.numel() == 0 or not memory_lean(x.device)):
+    if (not plain_types or any(p is None for p in params) or x.numel() == 0
+            or not recompute_in_backward(x.device, x, *params)):
         return _plain_irffn_hidden(x, fc1, bn1, dwconv, bn2, fc2)
     factors = []
     for bn in (bn1, bn2):

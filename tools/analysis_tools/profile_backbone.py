@@ -16,7 +16,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 import torch  # noqa: E402
 
-from mmvit_ext.analysis.bench_cases import BACKBONES, PRECISIONS, build_backbone  # noqa: E402
+from mmvit_ext.analysis.bench_cases import (BACKBONES, PRECISIONS, build_backbone,  # noqa: E402
+                                            precision_context)
 
 GROUPS = (
     ('attention', ('bmm', 'matmul', 'scaled_dot_product', 'softmax', 'DilatedLocalAttention',
@@ -54,11 +55,9 @@ def main():
     torch.manual_seed(0)
     model = build_backbone(args.model).to(args.device).train(args.mode == 'fwdbwd')
     x = torch.randn(args.batch, 3, *args.shape, device=args.device)
-    dtype = PRECISIONS[args.precision]
 
     def step():
-        with torch.autocast(torch.device(args.device).type, dtype=dtype or torch.float32,
-                            enabled=dtype is not None):
+        with precision_context(args.device, args.precision):
             with torch.set_grad_enabled(args.mode == 'fwdbwd'):
                 outs = model(x)
         if args.mode == 'fwdbwd':

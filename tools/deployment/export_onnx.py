@@ -100,8 +100,8 @@ def main():
     out = args.out or osp.splitext(osp.basename(args.config))[0] + '.onnx'
     img = _tensor(_image(args.image, args.shape), cfg)
     with torch.no_grad():
-        n_out = len(module(img)) if isinstance(module(img), (tuple, list)) else 1
-    names = [f'out{i}' for i in range(n_out)]
+        outputs = module(img)
+    names = [f'out{i}' for i in range(len(outputs) if isinstance(outputs, (tuple, list)) else 1)]
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
         if args.exporter == 'torchscript':

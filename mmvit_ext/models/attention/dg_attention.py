@@ -41,7 +41,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from ..ops import ceil_div, memory_lean, plain_path_required
+from ..ops import ceil_div, plain_path_required, recompute_in_backward
 
 __all__ = ['DynamicGroupAttention', 'DGRouting', 'kmeans_groups', 'select_group_keys',
            'grouped_attention', 'dg_attention_reference', 'auto_chunk_size']
@@ -291,8 +291,7 @@ class DynamicGroupAttention(nn.Module):
         routing = self._route(x, q, k)
         args = (q, k, v, routing, self.scale, self.chunk_size,
                 self.attn_drop if self.training else 0.)
-        if (torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
-                and memory_lean(x.device) and not plain_path_required()):
+        if recompute_in_backward(x.device, q, k, v):
             # The gathered chunk keys/values are 2k/L copies of K and V: recomputing the gathers
             # and the attention in backward keeps q, k, v only (the qkv output) instead.
             out = checkpoint(grouped_attention, *args, use_reentrant=False)

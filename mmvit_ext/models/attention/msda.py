@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..ops import plain_path_required
+from ..ops import accumulation_dtype, plain_path_required
 
 __all__ = [
     'dilated_local_attention', 'dilated_local_attention_reference',
@@ -97,8 +97,7 @@ class _DilatedLocalAttention(torch.autograd.Function):
             torch.mul(q, k_pad[..., di:di + H, dj:dj + W], out=prod)
             torch.sum(prod, dim=2, out=logits[idx])
         # Softmax in fp32 for half inputs; the exp of logits of fp16 maps overflows easily.
-        work_dtype = torch.float32 if q.dtype in (torch.float16, torch.bfloat16) else q.dtype
-        attn = torch.softmax(logits.to(work_dtype) * scale, dim=0).to(q.dtype)
+        attn = torch.softmax(logits.to(accumulation_dtype(q.dtype)) * scale, dim=0).to(q.dtype)
         out = torch.zeros_like(q)
         for idx, (di, dj) in enumerate(offsets):
             out.addcmul_(attn[idx].unsqueeze(2), v_pad[..., di:di + H, dj:dj + W])
@@ -164,8 +163,7 @@ def _dilated_local_attention_plain(q, k, v, kernel_size, dilation, scale):
     v_pad = F.pad(v, (pad, pad, pad, pad))
     offsets = _offsets(kernel_size, dilation)
     logits = torch.stack([(q * k_pad[..., di:di + H, dj:dj + W]).sum(2) for di, dj in offsets])
-    work_dtype = torch.float32 if q.dtype in (torch.float16, torch.bfloat16) else q.dtype
-    attn = torch.softmax(logits.to(work_dtype) * scale, dim=0).to(q.dtype)
+    attn = torch.softmax(logits.to(accumulation_dtype(q.dtype)) * scale, dim=0).to(q.dtype)
     out = attn[0].unsqueeze(2) * v_pad[..., offsets[0][0]:offsets[0][0] + H,
                                        offsets[0][1]:offsets[0][1] + W]
     for idx, (di, dj) in enumerate(offsets[1:], 1):

@@ -26,7 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..layers import lecun_normal_
-from ..ops import ceil_div, plain_path_required
+from ..ops import ceil_div, plain_path_required, window_key_mask
 
 __all__ = ['QnAAttention', 'qna_attention', 'qna_reference', 'normalized_queries',
            'local_attention_unfold', 'WindowMSA']
@@ -283,10 +283,7 @@ class WindowMSA(nn.Module):
         mask = self.relative_bias(wh, ww)[None].to(x.dtype)  # (1, heads, L, L)
         if padded:
             # padded tokens are masked out as keys: (windows, heads, L, L), tiled over the batch
-            rows = torch.arange(Hp, device=x.device) < H
-            cols = torch.arange(Wp, device=x.device) < W
-            valid = (rows[:, None] & cols[None]).reshape(nh, wh, nw, ww).permute(0, 2, 1, 3)
-            valid = valid.reshape(nh * nw, 1, 1, wh * ww)
+            valid = window_key_mask(H, W, Hp, Wp, wh, ww, x.device)[:, None, None]
             mask = mask.masked_fill(~valid, torch.finfo(x.dtype).min).repeat(B, 1, 1, 1)
         out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=mask)
         out = self.proj(out.transpose(1, 2).reshape(-1, wh * ww, C))

@@ -35,7 +35,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..ops import ceil_div, plain_path_required
+from ..ops import accumulation_dtype, ceil_div, plain_path_required, window_key_mask
 
 __all__ = [
     'HybridScaleAttention', 'SelfGuidedAttention', 'FullAttention', 'window_attention',
@@ -105,10 +105,7 @@ def _window_logits(q, k, hw, window, scale, pad_extra):
     logits = (windows(q) * scale) @ windows(k).transpose(-2, -1)  # (B, h, nW, L, L)
     valid = None
     if plain_path_required() or (Hp, Wp) != (H, W):
-        rows = torch.arange(Hp, device=q.device) < H
-        cols = torch.arange(Wp, device=q.device) < W
-        valid = (rows[:, None] & cols[None]).reshape(nh, ws, nw, ws).permute(0, 2, 1, 3)
-        valid = valid.reshape(nh * nw, L)
+        valid = window_key_mask(H, W, Hp, Wp, ws, ws, q.device)  # (nW, L)
         # finite fill: a window of padding only gets a uniform softmax, never NaN
         logits = logits.masked_fill(~valid[:, None, :], torch.finfo(logits.dtype).min)
     return logits, valid, (Hp, Wp, nh, nw, ws), windows
@@ -205,8 +202,7 @@ def _query_chunks(q: torch.Tensor, num_keys: int):
 def _chunk_probs(q_chunk, k, scale):
     """Softmax probabilities of a query chunk, in fp32 for half inputs (as autocast's softmax)."""
     logits = (q_chunk * scale) @ k.transpose(-2, -1)
-    return logits.softmax(dim=-1, dtype=torch.float32 if logits.dtype in (
-        torch.float16, torch.bfloat16) else logits.dtype)
+    return logits.softmax(dim=-1, dtype=accumulation_dtype(logits.dtype))
 
 
 def _chunked_attention(q, k, v, scale, chunks, received=None):
@@ -223,8 +219,8 @@ def _chunked_attention(q, k, v, scale, chunks, received=None):
 
 
 def _received_buffer(q, k):
-    dtype = torch.float64 if q.dtype == torch.float64 else torch.float32
-    return torch.zeros(q.shape[0], k.shape[2], dtype=dtype, device=q.device)
+    return torch.zeros(q.shape[0], k.shape[2], dtype=accumulation_dtype(q.dtype),
+                       device=q.device)
 
 
 class _GlobalAttentionFunction(torch.autograd.Function):
@@ -243,7 +239,7 @@ class _GlobalAttentionFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out, _):
         q, k, v = ctx.saved_tensors
-        acc = torch.float32 if k.dtype in (torch.float16, torch.bfloat16) else k.dtype
+        acc = accumulation_dtype(k.dtype)
         with torch.autocast(device_type=q.device.type, enabled=False):
             grad_q = torch.empty_like(q)
             grad_k = torch.zeros(k.shape, dtype=acc, device=k.device)
@@ -276,8 +272,7 @@ def global_attention_with_significance(q: torch.Tensor, k: torch.Tensor, v: torc
     own = significance_qk is None
     if plain_path_required() and own:  # exporters: one product, no chunk loop on sizes
         probs = _chunk_probs(q, k, scale)
-        received = probs.sum(dim=(1, 2), dtype=torch.float64 if q.dtype == torch.float64
-                             else torch.float32)
+        received = probs.sum(dim=(1, 2), dtype=accumulation_dtype(q.dtype))
         return probs.to(v.dtype) @ v, received / (h * N)
     chunks = _query_chunks(q, k.shape[2])
     received = _received_buffer(q, k)
@@ -351,7 +346,6 @@ def merge_sorted_tokens_reference(tokens, groups, merges):
     the tokens they have."""
     B, N, C = tokens.shape
     outs = []
-    export = plain_path_required()  # no size tests: they would be frozen into the graph
     for (start, end, k), merge in zip(merge_bounds(N, groups), merges):
         w, b = merge.weight[0], merge.bias[0]
         for s in range(start, end, k):
@@ -447,9 +441,8 @@ class HybridScaleAttention(_LePEMixin, nn.Module):
         q2 = _heads(self.local_q(x), hh)
         k2, v2 = _split_kv(self.local_kv(x), hh)
         routing = None
-        if q1.dtype in (torch.float16, torch.bfloat16) and x.dtype not in (torch.float16,
-                                                                           torch.bfloat16):
-            routing = self._fp32_routing_inputs(x, hw)  # autocast: decide in fp32
+        if q1.dtype != x.dtype:  # autocast lowered the projections: decide in fp32
+            routing = self._fp32_routing_inputs(x, hw)
         o1, g = global_attention_with_significance(
             q1, k1, v1, self.scale, None if routing is None else routing[:2], self.attn_drop)
         o2, local_sig = window_attention(q2, k2, v2, hw, self.window_size, self.scale, pad_extra,

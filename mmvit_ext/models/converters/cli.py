@@ -34,6 +34,7 @@ def converter_parser(description: str) -> argparse.ArgumentParser:
 
 def _what_it_holds(checkpoint) -> str:
     """' (it holds a DGT-T backbone in mmvit_ext's layout: ...)' for our own files, else ''."""
+    from ...checkpoint import backbone_phrase
     from ..identify import identify_backbone
     from .common import unwrap_state_dict
     try:
@@ -44,18 +45,19 @@ def _what_it_holds(checkpoint) -> str:
         return ''
     if 'Swin' in held:
         return f' (it holds {held})'
-    return (f' (it holds {held if held.startswith("a ") else "a " + held + " backbone"} in '
-            "mmvit_ext's layout already: use it directly, no conversion needed)")
+    return (f' (it holds {backbone_phrase(held)} in mmvit_ext\'s layout already: use it '
+            'directly, no conversion needed)')
 
 
-def read_source(args, official_name: str = None) -> Mapping:
-    """The source file, through the restricted unpickler unless ``--trust-pickle``."""
+def read_source(args) -> Mapping:
+    """The source file, through the restricted unpickler unless ``--trust-pickle`` (both check
+    first that the file is an intact torch checkpoint)."""
     from ...utils.checkfile import check_readable
     from ...utils.safe_load import safe_torch_load
     if not osp.isfile(args.src):
         raise ConversionError(f'{args.src} not found')
-    check_readable(args.src)
     if args.trust_pickle:
+        check_readable(args.src)
         return torch.load(args.src, map_location='cpu', weights_only=False)
     return safe_torch_load(args.src, map_location='cpu')
 
