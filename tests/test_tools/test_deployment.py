@@ -1,11 +1,14 @@
-"""Export: tools/deployment/export_onnx.py for every family (onnxruntime against PyTorch at the
-export size and, with free height and width, at another), and TorchScript trace + save + load."""
+"""Export: tools/deployment/export_onnx.py for every family, backbone alone and whole Mask R-CNN
+(onnxruntime against PyTorch at the export size and, with free height and width, at another),
+a whole UperNet with both exporters, the export-ready pieces of ``mmvit_ext.deployment`` against
+the eager model, and TorchScript trace + save + load."""
 import re
 import subprocess
 import sys
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from ..conftest import REPO, run_env
 
@@ -15,6 +18,11 @@ DEMOS = {
     'SGFormer': 'configs/_small_/mask-rcnn_sgformer-demo_fpn_small-coco.py',
     'DGT': 'configs/_small_/mask-rcnn_dgt-demo_fpn_small-coco.py',
 }
+SEG_DEMO = 'configs/_small_/dilateformer-demo_upernet_small-ade20k.py'
+CLS_DEMO = 'configs/_small_/dilateformer-demo_small-imagenet.py'
+ROUTING = ('SGFormer', 'DGT')
+LINE = re.compile(r'onnxruntime vs PyTorch at (\d+x\d+): max relative difference per output '
+                  r'([^;]+); PyTorch vs itself under a 1e-05 input perturbation: (\S+)')
 
 
 def _export(args, tmp_path):
@@ -24,34 +32,129 @@ def _export(args, tmp_path):
     return proc.returncode, proc.stdout + proc.stderr
 
 
+def _checks(out):
+    """[(size, worst difference, PyTorch's own drift)] as the tool printed them."""
+    rows = []
+    for size, diffs, drift in LINE.findall(out):
+        values = [float('inf') if v == 'shape differs' else float(v) for v in diffs.split(', ')]
+        rows.append((size, max(values), float(drift)))
+    return rows
+
+
+def _assert_matches(out, family, sizes):
+    rows = _checks(out)
+    assert [size for size, _, _ in rows] == sizes, out
+    for size, worst, drift in rows:
+        if worst <= 1e-4:
+            continue
+        # only a routing decision may differ, and only where PyTorch itself is as unstable
+        assert family in ROUTING or 'detector' in out, out
+        assert drift > 1e-4 and worst <= 2 * drift, out
+        assert f'routing near-tie at {size}' in out, out
+    # an input without near-ties (noise, the export size) matches everywhere
+    assert rows[0][1] <= 1e-4 or family in ROUTING, out
+
+
 @pytest.mark.parametrize('family', sorted(DEMOS))
 def test_backbone_exports_with_free_size_and_matches_pytorch(family, tmp_path):
-    code, out = _export([DEMOS[family], '--shape', '128', '160', '--dynamic'], tmp_path)
+    code, out = _export([DEMOS[family], '--backbone', '--image', 'noise', '--shape', '128', '160',
+                         '--dynamic', '--check-shape', '96', '128'], tmp_path)
     assert code == 0, out[-3000:]
     assert f'({family} backbone, torchscript exporter, opset 17, dynamic size)' in out
-    diffs = re.findall(r'at (\d+x\d+): max relative difference per output ([\d.e\-, ]+)', out)
-    assert [size for size, _ in diffs] == ['128x160', '168x136']
-    worst = max(float(v) for _, values in diffs for v in values.split(', '))
-    # routing families: near-ties may order tokens differently (see the tool's --help)
-    assert worst < (5e-2 if family in ('SGFormer', 'DGT') else 1e-4), out
+    _assert_matches(out, family, ['128x160', '96x128'])
+
+
+@pytest.mark.parametrize('family', sorted(DEMOS))
+def test_whole_mask_rcnn_exports_with_free_size(family, tmp_path):
+    code, out = _export([DEMOS[family], '--shape', '128', '160', '--dynamic'], tmp_path)
+    assert code == 0, out[-3000:]
+    assert f'({family} detector, torchscript exporter, opset 17, dynamic size)' in out
+    _assert_matches(out, family, ['128x160', '168x136'])
+    import onnx
+    graph = onnx.load(str(tmp_path / 'm.onnx')).graph
+    assert [o.name for o in graph.output] == ['out0', 'out1', 'out2', 'out3']
+    ops = {node.op_type for node in graph.node}
+    assert {'NonMaxSuppression', 'RoiAlign'} <= ops, ops
+
+
+@pytest.mark.parametrize('exporter', ['torchscript', 'dynamo'])
+def test_whole_upernet_exports_with_free_size(exporter, tmp_path):
+    code, out = _export([SEG_DEMO, '--exporter', exporter, '--shape', '128', '160', '--dynamic'],
+                        tmp_path)
+    assert code == 0, out[-3000:]
+    assert f'(DilateFormer segmentor, {exporter} exporter' in out
+    _assert_matches(out, 'DilateFormer', ['128x160', '168x136'])
 
 
 def test_classifier_exports_whole_and_a_mismatch_fails(tmp_path):
-    cfg = 'configs/_small_/dilateformer-demo_small-imagenet.py'
-    code, out = _export([cfg, '--shape', '64', '64', '--dynamic'], tmp_path)
+    code, out = _export([CLS_DEMO, '--shape', '64', '64', '--dynamic'], tmp_path)
     assert code == 0 and '(DilateFormer classifier' in out and 'OK: within 1e-04' in out, out
-    code, out = _export([cfg, '--shape', '64', '64', '--rtol', '0'], tmp_path)
+    code, out = _export([CLS_DEMO, '--shape', '64', '64', '--rtol', '0'], tmp_path)
     assert code == 1 and 'error: the exported model differs from PyTorch' in out, out
 
 
-@pytest.mark.parametrize('family', sorted(DEMOS))
-def test_trace_save_load_follows_the_input_size(family, tmp_path):
+def test_routing_near_tie_is_measured_and_said(tmp_path):
+    """SG-Former on the small dataset's image at 168x136: the significance sort has near-ties
+    (flat regions), PyTorch itself moves by ~1e-2 under 1e-5 input changes, and the tool says
+    that the ONNX model is no further from PyTorch than that instead of failing or hiding it."""
+    code, out = _export([DEMOS['SGFormer'], '--backbone', '--shape', '168', '136'], tmp_path)
+    assert code == 0, out[-3000:]
+    [(_, worst, drift)] = _checks(out)
+    assert drift > 1e-3, out
+    assert worst <= 1e-4 or ('routing near-tie at 168x136' in out and worst <= 2 * drift), out
+
+
+def test_unsupported_requests_are_refused(tmp_path):
+    code, out = _export([DEMOS['DGT'], '--exporter', 'dynamo', '--shape', '64', '64'], tmp_path)
+    assert code == 1 and "error: the dynamo exporter cannot take mmcv's NMS" in out, out
+    code, out = _export([DEMOS['DGT'], '--opset', '15', '--shape', '64', '64'], tmp_path)
+    assert code == 1 and 'needs opset >= 16' in out and 'Traceback' not in out, out
+
+
+def _build(config):
     from mmengine.config import Config
 
     from mmvit_ext.utils.build import build_model_from_cfg
     torch.manual_seed(0)
-    model, _ = build_model_from_cfg(Config.fromfile(f'{REPO}/{DEMOS[family]}'))
-    backbone = model.backbone.eval()
+    model, scope = build_model_from_cfg(Config.fromfile(f'{REPO}/{config}'))
+    return model.eval(), scope
+
+
+def test_export_ready_detector_equals_mmdet_tensor_mode():
+    """The rewritten RPN (every level sorted, no size-dependent branch) and RoI extractor (every
+    level pooled, masked) give mmdet's own tensor-mode outputs exactly, at odd sizes."""
+    from mmdet.structures import DetDataSample
+
+    from mmvit_ext.deployment import export_rewrites, exportable
+    model, scope = _build(DEMOS['DilateFormer'])
+    module = exportable(model, scope)
+    for h, w in [(128, 160), (97, 131)]:
+        x = torch.randn(1, 3, h, w)
+        sample = DetDataSample(metainfo=dict(img_shape=(h, w)))
+        with torch.no_grad():
+            ref = model(x, [sample], mode='tensor')[0]
+            with export_rewrites():
+                got = module(x)
+        assert len(got) == 4 and got[0].shape[1] == 5
+        for a, b in zip(got[1:], ref):
+            assert a.shape == b.shape and torch.equal(a, b)
+        with pytest.raises(ValueError, match='batch 1'):
+            module(torch.randn(2, 3, h, w))
+
+
+@pytest.mark.parametrize('size,out', [((13, 17), 6), ((6, 6), 6), ((5, 9), (3, 2)),
+                                      ((40, 33), (1, 3))])
+def test_plain_adaptive_pooling_equals_pytorch(size, out):
+    from mmvit_ext.deployment import plain_adaptive_avg_pool2d
+    x = torch.randn(2, 3, *size)
+    assert torch.allclose(plain_adaptive_avg_pool2d(x, out), F.adaptive_avg_pool2d(x, out),
+                          atol=1e-6)
+
+
+@pytest.mark.parametrize('family', sorted(DEMOS))
+def test_trace_save_load_follows_the_input_size(family, tmp_path):
+    model, _ = _build(DEMOS[family])
+    backbone = model.backbone
     with torch.no_grad():
         traced = torch.jit.trace(backbone, torch.randn(1, 3, 96, 128), check_trace=False)
     path = tmp_path / 'backbone.pt'

@@ -1,20 +1,26 @@
-"""Export a config's backbone (or classifier) to ONNX and check it with onnxruntime.
+"""Export a config's model to ONNX and check it with onnxruntime against PyTorch.
 
     python tools/deployment/export_onnx.py CONFIG [CHECKPOINT] --shape H W [--dynamic]
-        [--opset 17] [--exporter torchscript|dynamo] [--image IMG] [--out FILE] [--rtol R]
+        [--backbone] [--opset 17] [--exporter torchscript|dynamo] [--image IMG]
+        [--check-shape H W] [--out FILE] [--rtol R]
 
-Exports with torch's TorchScript-based exporter (what mmdeploy uses; ``--exporter dynamo`` for
-the newer one), runs the file in onnxruntime on a real image (``--image``, or a generated image
-of the built-in small dataset), compares every output with PyTorch and prints the difference;
-with ``--dynamic`` (height and width free) also at a second size. Exit status 1 when an output
-differs by more than ``--rtol`` (relative to the output's largest value).
+Writes the whole model in tensor mode (``mmvit_ext.deployment``): a Mask R-CNN / Cascade Mask
+R-CNN config gives proposals and the box and mask heads' outputs of one image, an UperNet config
+the segmentation logits, a classifier config the class scores; ``--backbone`` writes the backbone
+alone. Exports with torch's TorchScript-based exporter (what mmdeploy uses; ``--exporter dynamo``
+for the newer one, not for detectors: it cannot take mmcv's NMS), runs the file in onnxruntime on
+a real image (``--image``, or a generated image of the built-in small dataset), compares every
+output with PyTorch and prints the difference; with ``--dynamic`` (height and width free) also at
+a second size (``--check-shape``, default H+40 x W-24). Exit status 1 when an output differs by
+more than ``--rtol`` (1e-4, relative to the output's largest value).
 
-Detectors and segmentors: their backbone is exported (the whole Mask R-CNN / UperNet needs
-mmdeploy's rewriters for NMS, RoIAlign and adaptive pooling). Classifiers are exported whole.
-SG-Former and DGT route tokens (a sort, k-means and top-k): where two tokens' scores differ by
-float rounding only, PyTorch and onnxruntime may order them differently, which moves a few
-outputs; their default tolerance is 5e-2 for that reason (exact ties are broken the same way:
-lower index first).
+Routing (SG-Former's significance sort, DGT's k-means and top-k, a detector's top-k and NMS) is
+discontinuous: where two scores differ by float rounding only, any two runtimes - and PyTorch
+itself, on an input changed by 1e-5 - may pick differently. So the tool also measures PyTorch's
+own drift under four 1e-5 input perturbations. When that drift exceeds 1e-4, the input is at a
+routing near-tie: the exported model passes if it is no further from PyTorch than
+PyTorch is from itself (and says so); on inputs with no near-tie it must match within --rtol.
+Exact ties are broken the same way everywhere (lower index first).
 """
 import argparse
 import os.path as osp
@@ -26,24 +32,16 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-ROUTING_FAMILIES = ('SGFormer', 'DGT')
-
-
-class _Exported(torch.nn.Module):
-    """The part that is exported: the backbone, or a classifier's tensor-mode forward."""
-
-    def __init__(self, model, scope):
-        super().__init__()
-        self.model, self.scope = model, scope
-
-    def forward(self, img):
-        if self.scope == 'mmpretrain':
-            return self.model(img, mode='tensor')
-        return self.model.backbone(img)
+PERTURBATION = 1e-5  # relative to the input's largest value: a few float roundings
+PROBES = 4
+NEAR_TIE = 1e-4  # PyTorch's own drift above this: the input sits at a routing near-tie
 
 
 def _image(path, shape):
     import cv2
+    if path == 'noise':  # uniform noise: no flat regions, so no tokens tied by symmetry
+        rng = np.random.default_rng(0)
+        return rng.uniform(0, 255, (shape[0], shape[1], 3)).astype(np.float32)
     if path:
         img = cv2.imread(path, cv2.IMREAD_COLOR)
         if img is None:
@@ -64,17 +62,56 @@ def _tensor(img, cfg):
     return torch.from_numpy(((img - mean) / std).transpose(2, 0, 1)[None].copy())
 
 
+def _as_tuple(outputs):
+    return tuple(outputs) if isinstance(outputs, (tuple, list)) else (outputs, )
+
+
+def _differences(got, ref):
+    """Max relative difference per output (inf where the shapes differ: e.g. NMS kept another
+    number of proposals)."""
+    diffs = []
+    for g, r in zip(got, ref):
+        g = g.numpy() if torch.is_tensor(g) else g
+        r = r.numpy()
+        if g.shape != r.shape:
+            diffs.append(float('inf'))
+        elif r.size:
+            diffs.append(float(np.abs(g - r).max() / max(np.abs(r).max(), 1e-12)))
+        else:
+            diffs.append(0.)
+    return diffs
+
+
+def _self_drift(module, x, ref):
+    """How far PyTorch's own outputs move when the input moves by a few float roundings."""
+    drift = 0.
+    for seed in range(1, PROBES + 1):
+        noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed))
+        with torch.no_grad():
+            moved = _as_tuple(module(x + noise * PERTURBATION * float(x.abs().max())))
+        drift = max(drift, max(_differences(moved, ref)))
+    return drift
+
+
+def _fmt(values):
+    return ', '.join(f'{v:.2e}' if np.isfinite(v) else 'shape differs' for v in values)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument('config')
     parser.add_argument('checkpoint', nargs='?')
     parser.add_argument('--shape', type=int, nargs=2, required=True, metavar=('H', 'W'))
     parser.add_argument('--dynamic', action='store_true', help='free height and width')
+    parser.add_argument('--backbone', action='store_true', help='export the backbone alone')
     parser.add_argument('--opset', type=int, default=17)
     parser.add_argument('--exporter', choices=['torchscript', 'dynamo'], default='torchscript')
-    parser.add_argument('--image')
+    parser.add_argument('--image', help="an image file, or 'noise' (default: an image of the "
+                        'built-in small dataset, whose flat regions make SG-Former routing ties)')
+    parser.add_argument('--check-shape', type=int, nargs=2, metavar=('H', 'W'),
+                        help='second size checked with --dynamic (default H+40 x W-24)')
     parser.add_argument('--out')
-    parser.add_argument('--rtol', type=float)
+    parser.add_argument('--rtol', type=float, default=1e-4)
     args = parser.parse_args()
     try:
         import onnxruntime as ort
@@ -83,6 +120,7 @@ def main():
     from mmengine.config import Config
 
     import mmvit_ext  # noqa: F401
+    from mmvit_ext.deployment import export_rewrites, exportable
     from mmvit_ext.utils.build import build_model_from_cfg
     from mmvit_ext.utils.runner_setup import resolve_config_path
     cfg = Config.fromfile(resolve_config_path(args.config))
@@ -94,50 +132,70 @@ def main():
         ckpt = safe_torch_load(args.checkpoint, map_location='cpu')
         check_checkpoint_fits(model, ckpt, args.checkpoint, allow_partial=False)
         model.load_state_dict(ckpt.get('state_dict', ckpt))
-    module = _Exported(model, scope).eval()
+    try:
+        module = exportable(model, scope, whole=not args.backbone)
+    except NotImplementedError as err:
+        sys.exit(f'error: {err}')
+    if module.kind == 'detector' and args.exporter == 'dynamo':
+        sys.exit('error: the dynamo exporter cannot take mmcv\'s NMS inside a detector: use '
+                 '--exporter torchscript (what mmdeploy uses) or export the backbone (--backbone)')
+    if module.kind == 'detector' and args.opset < 16:
+        sys.exit(f'error: whole-detector export needs opset >= 16 (RoiAlign with '
+                 f'coordinate_transformation_mode), got --opset {args.opset}')
     family = type(model.backbone).__name__
-    rtol = args.rtol if args.rtol is not None else (5e-2 if family in ROUTING_FAMILIES else 1e-4)
     out = args.out or osp.splitext(osp.basename(args.config))[0] + '.onnx'
     img = _tensor(_image(args.image, args.shape), cfg)
-    with torch.no_grad():
-        outputs = module(img)
-    names = [f'out{i}' for i in range(len(outputs) if isinstance(outputs, (tuple, list)) else 1)]
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        if args.exporter == 'torchscript':
-            axes = {'img': {2: 'height', 3: 'width'}} if args.dynamic else None
-            torch.onnx.export(module, (img, ), out, dynamo=False, opset_version=args.opset,
-                              input_names=['img'], output_names=names, dynamic_axes=axes)
-        else:
-            dims = None
-            if args.dynamic:
-                dims = {'img': {2: torch.export.Dim('height', min=32, max=4096),
-                                3: torch.export.Dim('width', min=32, max=4096)}}
-            torch.onnx.export(module, (img, ), out, dynamo=True, opset_version=max(args.opset, 18),
-                              input_names=['img'], output_names=names, dynamic_shapes=dims)
-    print(f'wrote {out} ({family} {"backbone" if scope != "mmpretrain" else "classifier"}, '
-          f'{args.exporter} exporter, opset {args.opset}, '
-          f'{"dynamic" if args.dynamic else "fixed"} size)')
-    session = ort.InferenceSession(out, providers=['CPUExecutionProvider'])
-    shapes = [tuple(args.shape)]
-    if args.dynamic:
-        shapes.append((args.shape[0] + 40, args.shape[1] - 24))
-    worst = 0.
-    for shape in shapes:
-        x = _tensor(_image(args.image, shape), cfg)
-        got = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    with export_rewrites(args.opset if module.kind == 'detector' else None):
         with torch.no_grad():
-            ref = module(x)
-        ref = ref if isinstance(ref, (tuple, list)) else (ref, )
-        diffs = [float(np.abs(g - r.numpy()).max() / max(np.abs(r.numpy()).max(), 1e-12))
-                 for g, r in zip(got, ref)]
-        worst = max(worst, max(diffs))
-        print(f'onnxruntime vs PyTorch at {shape[0]}x{shape[1]}: max relative difference per '
-              f'output ' + ', '.join(f'{d:.2e}' for d in diffs))
-    if worst > rtol:
-        sys.exit(f'error: the exported model differs from PyTorch by {worst:.2e} (> {rtol:.0e})')
-    print(f'OK: within {rtol:.0e}' + (' (routing near-ties: see --help)'
-                                      if family in ROUTING_FAMILIES else ''))
+            outputs = _as_tuple(module(img))
+        names = [f'out{i}' for i in range(len(outputs))]
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            if args.exporter == 'torchscript':
+                axes = {'img': {2: 'height', 3: 'width'}} if args.dynamic else None
+                torch.onnx.export(module, (img, ), out, dynamo=False, opset_version=args.opset,
+                                  input_names=['img'], output_names=names, dynamic_axes=axes)
+            else:
+                dims = None
+                if args.dynamic:
+                    dims = {'img': {2: torch.export.Dim('height', min=32, max=4096),
+                                    3: torch.export.Dim('width', min=32, max=4096)}}
+                torch.onnx.export(module, (img, ), out, dynamo=True,
+                                  opset_version=max(args.opset, 18), input_names=['img'],
+                                  output_names=names, dynamic_shapes=dims)
+        opset = args.opset if args.exporter == 'torchscript' else max(args.opset, 18)
+        print(f'wrote {out} ({family} {module.kind}, {args.exporter} exporter, opset {opset}, '
+              f'{"dynamic" if args.dynamic else "fixed"} size)')
+        session = ort.InferenceSession(out, providers=['CPUExecutionProvider'])
+        shapes = [tuple(args.shape)]
+        if args.dynamic:
+            shapes.append(tuple(args.check_shape or (args.shape[0] + 40, args.shape[1] - 24)))
+        failed, near_ties = [], []
+        for shape in shapes:
+            x = _tensor(_image(args.image, shape), cfg)
+            got = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+            with torch.no_grad():
+                ref = _as_tuple(module(x))
+            diffs = _differences(got, ref)
+            drift = _self_drift(module, x, ref)
+            print(f'onnxruntime vs PyTorch at {shape[0]}x{shape[1]}: max relative difference per '
+                  f'output {_fmt(diffs)}; PyTorch vs itself under a {PERTURBATION:.0e} input '
+                  f'perturbation: {_fmt([drift])}')
+            worst = max(diffs)
+            if worst <= args.rtol:
+                continue
+            if drift > NEAR_TIE and worst <= 2 * drift:
+                print(f'  routing near-tie at {shape[0]}x{shape[1]}: PyTorch itself moves by '
+                      f'{_fmt([drift])} under rounding-size input changes, and the exported model '
+                      f'is no further from it (see --help)')
+                near_ties.append(f'{shape[0]}x{shape[1]}')
+                continue
+            failed.append(f'{_fmt([worst])} at {shape[0]}x{shape[1]}')
+    if failed:
+        sys.exit(f'error: the exported model differs from PyTorch by {", ".join(failed)} '
+                 f'(> {args.rtol:.0e}) on an input without a routing near-tie')
+    print(f'OK: within {args.rtol:.0e}' + (f' except at a routing near-tie ({", ".join(near_ties)})'
+                                            if near_ties else ''))
 
 
 if __name__ == '__main__':

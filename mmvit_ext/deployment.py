@@ -1,0 +1,243 @@
+"""Whole models in tensor mode, in a form the ONNX exporters and onnxruntime take.
+
+mmdet 3.x and mmseg 1.x leave export to mmdeploy, whose rewriters replace the parts of Mask R-CNN
+and UperNet that do not trace: NMS (mmcv's has no ONNX symbolic), RoIAlign (mmcv's symbolic
+shifts boxes by half a pixel twice at opset >= 16), the RoI extractor's per-level branches, the
+RPN's size-dependent branches and mmdet's stale ONNX decoding path (it imports ``mmdet.core``),
+and adaptive average pooling at sizes that do not divide (PPM). This module does the same in a
+few small pieces, each equal to the eager model on the same input (tested):
+
+- :func:`exportable` wraps a model as ``img -> tensors``: the backbone alone, a classifier's
+  logits, a segmentor's logits, or a two-stage detector's proposals and head outputs;
+- :func:`export_rewrites` is the context in which the wrapped model is traced and exported.
+
+Outputs of a two-stage detector: ``proposals`` (K, 5: box and RPN score, after the RPN's NMS),
+``cls_score`` (K, classes + 1), ``bbox_pred`` (K, 4 x classes) and ``mask_preds`` (min(K, 100),
+classes, 28, 28) - mmdet's tensor mode plus the proposals the head outputs refer to. Batch 1.
+"""
+from contextlib import contextmanager
+from typing import Optional
+
+import torch
+import torch.nn as nn
+
+__all__ = ['exportable', 'export_rewrites', 'plain_adaptive_avg_pool2d',
+           'PlainAdaptiveAvgPool2d', 'swap_adaptive_pooling', 'two_stage_tensor_forward']
+
+
+# ----------------------------------------------------------------------------- adaptive pooling
+def _bin_average_matrix(n, out: int, like: torch.Tensor) -> torch.Tensor:
+    """(out, n) matrix whose row i averages PyTorch's adaptive-pooling bin i of n positions.
+
+    Bin i spans [floor(i n / out), ceil((i + 1) n / out)); n may be a traced size, so the bins
+    follow the input size in an exported graph."""
+    i = torch.arange(out, device=like.device)
+    start = (i * n) // out
+    end = ((i + 1) * n + out - 1) // out  # non-negative: ONNX's truncating division is exact
+    pos = torch.arange(n, device=like.device)
+    inside = ((pos[None] >= start[:, None]) & (pos[None] < end[:, None])).to(like.dtype)
+    return inside / inside.sum(1, keepdim=True)
+
+
+def plain_adaptive_avg_pool2d(x: torch.Tensor, output_size) -> torch.Tensor:
+    """``F.adaptive_avg_pool2d`` as two matrix products (any input size, exportable)."""
+    oh, ow = (output_size, output_size) if isinstance(output_size, int) else output_size
+    oh = x.shape[-2] if oh is None else oh
+    ow = x.shape[-1] if ow is None else ow
+    rows = _bin_average_matrix(x.shape[-2], oh, x)
+    cols = _bin_average_matrix(x.shape[-1], ow, x)
+    return torch.matmul(torch.matmul(rows, x), cols.t())
+
+
+class PlainAdaptiveAvgPool2d(nn.Module):
+    def __init__(self, output_size):
+        super().__init__()
+        self.output_size = output_size
+
+    def forward(self, x):
+        return plain_adaptive_avg_pool2d(x, self.output_size)
+
+
+def swap_adaptive_pooling(model: nn.Module) -> int:
+    """Replace every ``nn.AdaptiveAvgPool2d`` except global pooling (output 1x1 exports as
+    GlobalAveragePool) by :class:`PlainAdaptiveAvgPool2d`; returns how many were replaced."""
+    swapped = 0
+    for parent in model.modules():
+        for name, child in parent.named_children():
+            if isinstance(child, nn.AdaptiveAvgPool2d) and child.output_size not in (1, (1, 1)):
+                setattr(parent, name, PlainAdaptiveAvgPool2d(child.output_size))
+                swapped += 1
+    return swapped
+
+
+# ----------------------------------------------------------------------------- NMS and RoIAlign
+def _mmcv_nms_ext():
+    from mmcv.utils import ext_loader
+    return ext_loader.load_ext('_ext', ['nms'])
+
+
+class _NMSWithSymbolic(torch.autograd.Function):
+    """mmcv's NMS (same kernel, same result) with an ONNX ``NonMaxSuppression`` symbolic."""
+
+    @staticmethod
+    def forward(ctx, bboxes, scores, iou_threshold, offset, score_threshold, max_num):
+        if score_threshold > 0 or offset != 0:
+            raise NotImplementedError('export supports NMS with offset 0 and no score threshold '
+                                      f'(got offset={offset}, score_thr={score_threshold})')
+        inds = _mmcv_nms_ext().nms(bboxes, scores, iou_threshold=float(iou_threshold), offset=0)
+        return inds[:max_num] if max_num > 0 else inds
+
+    @staticmethod
+    def symbolic(g, bboxes, scores, iou_threshold, offset, score_threshold, max_num):
+        def const(value, dtype=torch.long):
+            return g.op('Constant', value_t=torch.tensor(value, dtype=dtype))
+        boxes = g.op('Unsqueeze', bboxes, const([0]))                       # (1, N, 4)
+        scores = g.op('Unsqueeze', scores, const([0, 1]))                   # (1, 1, N)
+        keep = g.op('NonMaxSuppression', boxes, scores,
+                    const([max_num if max_num > 0 else 2 ** 31 - 1]),
+                    const([float(iou_threshold)], torch.float32))         # (K, 3)
+        return g.op('Gather', keep, const(2), axis_i=1)                     # box index column
+
+
+def _roi_align_symbolic(g, input, rois, output_size, spatial_scale, sampling_ratio, pool_mode,
+                        aligned):
+    """ONNX RoiAlign (opset >= 16) with the coordinate mode mmcv's ``aligned`` means."""
+    def const(value):
+        return g.op('Constant', value_t=torch.tensor(value, dtype=torch.long))
+    batch = g.op('Cast', g.op('Squeeze', g.op('Gather', rois, const([0]), axis_i=1), const([1])),
+                 to_i=7)  # INT64
+    boxes = g.op('Gather', rois, const([1, 2, 3, 4]), axis_i=1)
+    return g.op('RoiAlign', input, boxes, batch, output_height_i=output_size[0],
+                output_width_i=output_size[1], spatial_scale_f=spatial_scale,
+                sampling_ratio_i=max(0, sampling_ratio), mode_s=pool_mode,
+                coordinate_transformation_mode_s='half_pixel' if aligned
+                else 'output_half_pixel')
+
+
+def _roi_extractor_all_levels(self, feats, rois, roi_scale_factor=None):
+    """SingleRoIExtractor.forward without data-dependent branches: every RoI is pooled on every
+    level and the level it belongs to is kept (x * 1 + y * 0: the same values as mmdet's)."""
+    rois = rois.type_as(feats[0])
+    if len(feats) == 1:
+        return self.roi_layers[0](feats[0], rois)
+    levels = self.map_roi_levels(rois, len(feats))
+    if roi_scale_factor is not None:
+        rois = self.roi_rescale(rois, roi_scale_factor)
+    out = 0
+    for i, feat in enumerate(feats):
+        keep = (levels == i).to(feat.dtype)[:, None, None, None]
+        out = out + self.roi_layers[i](feat, rois) * keep
+    return out
+
+
+@contextmanager
+def export_rewrites(opset: Optional[int] = 17):
+    """Trace and export a model from :func:`exportable` inside this context (``opset``: the
+    ONNX opset it is exported at; ``None`` when it is only traced or run)."""
+    import importlib
+    mmcv_nms = importlib.import_module('mmcv.ops.nms')  # ``mmcv.ops.nms`` is also a function
+    from mmcv.ops.roi_align import RoIAlignFunction
+    from mmdet.models.roi_heads.roi_extractors import SingleRoIExtractor
+    if opset is not None and opset < 16:
+        raise ValueError(f'whole-detector export needs opset >= 16 (RoiAlign with '
+                         f'coordinate_transformation_mode), got --opset {opset}')
+    saved = (mmcv_nms.NMSop, RoIAlignFunction.__dict__['symbolic'], SingleRoIExtractor.forward)
+    mmcv_nms.NMSop = _NMSWithSymbolic
+    RoIAlignFunction.symbolic = staticmethod(_roi_align_symbolic)
+    SingleRoIExtractor.forward = _roi_extractor_all_levels
+    try:
+        yield
+    finally:
+        mmcv_nms.NMSop = saved[0]
+        RoIAlignFunction.symbolic = saved[1]
+        SingleRoIExtractor.forward = saved[2]
+
+
+# ----------------------------------------------------------------------------- Mask R-CNN
+def _rpn_proposals(rpn, feats, height, width):
+    """The RPN's proposals of one image (mmdet's RPNHead.predict, without size-dependent branches:
+    every level is sorted and cut at ``nms_pre``, every box goes through the size filter)."""
+    from mmcv.ops import batched_nms
+    from mmdet.models.task_modules.coders.delta_xywh_bbox_coder import delta2bbox
+    cfg = rpn.test_cfg
+    cls_scores, bbox_preds = rpn(feats)
+    priors = rpn.prior_generator.grid_priors([s.shape[-2:] for s in cls_scores],
+                                             dtype=feats[0].dtype, device=feats[0].device)
+    scores, deltas, anchors, level_ids = [], [], [], []
+    for level, (cls_score, bbox_pred, prior) in enumerate(zip(cls_scores, bbox_preds, priors)):
+        if not rpn.use_sigmoid_cls:
+            raise NotImplementedError('export supports sigmoid RPN classification')
+        score = cls_score[0].permute(1, 2, 0).reshape(-1).sigmoid()
+        delta = bbox_pred[0].permute(1, 2, 0).reshape(-1, 4)
+        if cfg.get('nms_pre', -1) > 0:
+            score, order = score.sort(descending=True)
+            score, order = score[:cfg.nms_pre], order[:cfg.nms_pre]
+            delta, prior = delta[order], prior[order]
+        scores.append(score)
+        deltas.append(delta)
+        anchors.append(prior)
+        level_ids.append(torch.full_like(score, level, dtype=torch.long))
+    coder = rpn.bbox_coder
+    boxes = delta2bbox(torch.cat(anchors), torch.cat(deltas), coder.means, coder.stds,
+                       max_shape=None, clip_border=False, add_ctr_clamp=coder.add_ctr_clamp,
+                       ctr_clamp=coder.ctr_clamp)
+    if coder.clip_border:  # clip to the (possibly traced) image size
+        zero = boxes.new_zeros(())
+        limit = torch.stack([width, height, width, height]).to(boxes) if torch.is_tensor(width) \
+            else boxes.new_tensor([width, height, width, height])
+        boxes = torch.maximum(torch.minimum(boxes, limit), zero)
+    scores, level_ids = torch.cat(scores), torch.cat(level_ids)
+    if cfg.get('min_bbox_size', -1) >= 0:
+        wh = boxes[:, 2:] - boxes[:, :2]
+        valid = (wh > cfg.min_bbox_size).all(1)
+        boxes, scores, level_ids = boxes[valid], scores[valid], level_ids[valid]
+    dets, _ = batched_nms(boxes, scores, level_ids, cfg.nms)
+    return dets[:cfg.max_per_img]
+
+
+def two_stage_tensor_forward(model, img: torch.Tensor):
+    """(proposals, cls_score, bbox_pred, mask_preds) of a two-stage detector for one image."""
+    from mmengine.structures import InstanceData
+    if img.shape[0] != 1:
+        raise ValueError(f'detector export takes one image (batch 1), got batch {img.shape[0]}')
+    feats = model.extract_feat(img)
+    proposals = _rpn_proposals(model.rpn_head, feats, img.shape[2], img.shape[3])
+    heads = model.roi_head.forward(feats, [InstanceData(bboxes=proposals[:, :4])], None)
+    return (proposals, *heads)
+
+
+# ----------------------------------------------------------------------------- wrapper
+class _TensorMode(nn.Module):
+    def __init__(self, model, kind: str):
+        super().__init__()
+        self.model, self.kind = model, kind
+
+    def forward(self, img):
+        if self.kind == 'backbone':
+            return self.model.backbone(img)
+        if self.kind == 'classifier':
+            return self.model(img, mode='tensor')
+        if self.kind == 'segmentor':
+            return self.model._forward(img)
+        return two_stage_tensor_forward(self.model, img)
+
+
+def model_kind(model, scope: str) -> str:
+    if scope == 'mmpretrain':
+        return 'classifier'
+    if scope == 'mmseg':
+        return 'segmentor'
+    if hasattr(model, 'rpn_head') and hasattr(model, 'roi_head'):
+        return 'detector'
+    raise NotImplementedError(f'whole-model export supports two-stage detectors (Mask R-CNN, '
+                              f'Cascade Mask R-CNN), segmentors and classifiers; '
+                              f'{type(model).__name__}: export its backbone (--backbone-only)')
+
+
+def exportable(model, scope: str, whole: bool = True) -> nn.Module:
+    """``img -> tensors`` module of a built model (see the module doc); adaptive pooling is made
+    exportable in place. Trace / export it inside :func:`export_rewrites`."""
+    # a classifier is always exported whole: its backbone alone has no use in deployment
+    kind = model_kind(model, scope) if whole or scope == 'mmpretrain' else 'backbone'
+    swap_adaptive_pooling(model)
+    return _TensorMode(model, kind).eval()
