@@ -8,10 +8,11 @@ and adaptive average pooling at sizes that do not divide (PPM). This module does
 few small pieces, each equal to the eager model on the same input (tested):
 
 - :func:`exportable` wraps a model as ``img -> tensors``: the backbone alone, a classifier's
-  logits, a segmentor's logits, or a two-stage detector's proposals and head outputs;
+  logits, a segmentor's logits, or a Mask R-CNN's proposals and head outputs (Cascade Mask
+  R-CNN: backbone only, for now);
 - :func:`export_rewrites` is the context in which the wrapped model is traced and exported.
 
-Outputs of a two-stage detector: ``proposals`` (K, 5: box and RPN score, after the RPN's NMS),
+Outputs of a Mask R-CNN: ``proposals`` (K, 5: box and RPN score, after the RPN's NMS),
 ``cls_score`` (K, classes + 1), ``bbox_pred`` (K, 4 x classes) and ``mask_preds`` (min(K, 100),
 classes, 28, 28) - mmdet's tensor mode plus the proposals the head outputs refer to. Batch 1.
 """
@@ -227,11 +228,15 @@ def model_kind(model, scope: str) -> str:
         return 'classifier'
     if scope == 'mmseg':
         return 'segmentor'
-    if hasattr(model, 'rpn_head') and hasattr(model, 'roi_head'):
+    from mmdet.models.roi_heads import StandardRoIHead
+    if getattr(model, 'rpn_head', None) is not None and \
+            type(getattr(model, 'roi_head', None)) is StandardRoIHead:
         return 'detector'
-    raise NotImplementedError(f'whole-model export supports two-stage detectors (Mask R-CNN, '
-                              f'Cascade Mask R-CNN), segmentors and classifiers; '
-                              f'{type(model).__name__}: export its backbone (--backbone-only)')
+    what = type(getattr(model, 'roi_head', None) or model).__name__
+    raise NotImplementedError(f'whole-model export covers Mask R-CNN / Faster R-CNN '
+                              f'(StandardRoIHead), segmentors and classifiers, not {what} yet '
+                              f'(its stages split proposals by a count fixed at trace time); '
+                              f'export the backbone with --backbone')
 
 
 def exportable(model, scope: str, whole: bool = True) -> nn.Module:

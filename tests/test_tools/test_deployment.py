@@ -109,6 +109,10 @@ def test_unsupported_requests_are_refused(tmp_path):
     assert code == 1 and "error: the dynamo exporter cannot take mmcv's NMS" in out, out
     code, out = _export([DEMOS['DGT'], '--opset', '15', '--shape', '64', '64'], tmp_path)
     assert code == 1 and 'needs opset >= 16' in out and 'Traceback' not in out, out
+    cascade = ('configs/dilateformer/'
+               'cascade-mask-rcnn_dilateformer-t_fpn_4conv1fc-giou_ms-crop-3x_coco.py')
+    code, out = _export([cascade, '--shape', '64', '64'], tmp_path)
+    assert code == 1 and 'not CascadeRoIHead yet' in out and '--backbone' in out, out
 
 
 def _build(config):
@@ -149,6 +153,22 @@ def test_plain_adaptive_pooling_equals_pytorch(size, out):
     x = torch.randn(2, 3, *size)
     assert torch.allclose(plain_adaptive_avg_pool2d(x, out), F.adaptive_avg_pool2d(x, out),
                           atol=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('family', sorted(DEMOS))
+def test_compiled_backbone_matches_eager_at_two_sizes(family):
+    """torch.compile (inductor, dynamic shapes) forward parity; minutes per model on 2 CPU cores,
+    hence opt-in (-m slow)."""
+    model, _ = _build(DEMOS[family])
+    backbone = model.backbone
+    compiled = torch.compile(backbone, dynamic=True)
+    for size in [(128, 160), (96, 136)]:
+        x = torch.randn(1, 3, *size)
+        with torch.no_grad():
+            for a, b in zip(compiled(x), backbone(x)):
+                assert a.shape == b.shape
+                assert float((a - b).abs().max() / b.abs().max()) < 1e-4 or family in ROUTING
 
 
 @pytest.mark.parametrize('family', sorted(DEMOS))

@@ -4,9 +4,9 @@
         [--backbone] [--opset 17] [--exporter torchscript|dynamo] [--image IMG]
         [--check-shape H W] [--out FILE] [--rtol R]
 
-Writes the whole model in tensor mode (``mmvit_ext.deployment``): a Mask R-CNN / Cascade Mask
-R-CNN config gives proposals and the box and mask heads' outputs of one image, an UperNet config
-the segmentation logits, a classifier config the class scores; ``--backbone`` writes the backbone
+Writes the whole model in tensor mode (``mmvit_ext.deployment``): a Mask R-CNN config gives
+proposals and the box and mask heads' outputs of one image, an UperNet config the segmentation
+logits, a classifier config the class scores; ``--backbone`` writes the backbone
 alone. Exports with torch's TorchScript-based exporter (what mmdeploy uses; ``--exporter dynamo``
 for the newer one, not for detectors: it cannot take mmcv's NMS), runs the file in onnxruntime on
 a real image (``--image``, or a generated image of the built-in small dataset), compares every
@@ -194,8 +194,8 @@ def main():
     if failed:
         sys.exit(f'error: the exported model differs from PyTorch by {", ".join(failed)} '
                  f'(> {args.rtol:.0e}) on an input without a routing near-tie')
-    print(f'OK: within {args.rtol:.0e}' + (f' except at a routing near-tie ({", ".join(near_ties)})'
-                                            if near_ties else ''))
+    tie_note = f' except at a routing near-tie ({", ".join(near_ties)})' if near_ties else ''
+    print(f'OK: within {args.rtol:.0e}{tie_note}')
 
 
 if __name__ == '__main__':
