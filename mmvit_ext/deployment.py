@@ -17,12 +17,13 @@ Outputs of a Mask R-CNN: ``proposals`` (K, 5: box and RPN score, after the RPN's
 classes, 28, 28) - mmdet's tensor mode plus the proposals the head outputs refer to. Batch 1.
 """
 from contextlib import contextmanager
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
 
-__all__ = ['exportable', 'export_rewrites', 'plain_adaptive_avg_pool2d',
+__all__ = ['exportable', 'export_rewrites', 'export_program', 'free_size_range',
+           'plain_adaptive_avg_pool2d',
            'PlainAdaptiveAvgPool2d', 'swap_adaptive_pooling', 'two_stage_tensor_forward']
 
 
@@ -205,6 +206,32 @@ def two_stage_tensor_forward(model, img: torch.Tensor):
     proposals = _rpn_proposals(model.rpn_head, feats, img.shape[2], img.shape[3])
     heads = model.roi_head.forward(feats, [InstanceData(bboxes=proposals[:, :4])], None)
     return (proposals, *heads)
+
+
+# ----------------------------------------------------------------------------- torch.export
+def free_size_range(height: int, width: int) -> Tuple[int, int]:
+    """Sizes a program exported at ``height x width`` accepts.
+
+    ``torch.export`` reasons about every size derived from the input's; where the example has a
+    window count of 1 (QnA-ViT's 14x14 windows at stride 16, DGT's groups) it special-cases that
+    count and the program stays fixed to the example. From a 256 x 256 example up every count is
+    >= 2 and 240 .. 4096 stays free; smaller examples get 32 .. 4096 (enough for DilateFormer and
+    SG-Former; QnA-ViT and DGT then refuse with torch's constraint error)."""
+    return (240, 4096) if min(height, width) >= 256 else (32, 4096)
+
+
+def export_program(module: nn.Module, img: torch.Tensor):
+    """``torch.export`` of a module from :func:`exportable` with free height and width.
+
+    Non-strict tracing; guards that symbolic reasoning cannot prove for the whole range (most are
+    divisibility facts true by construction, e.g. a padded size is a multiple of its window)
+    become runtime checks instead of failing the export."""
+    lo, hi = free_size_range(*img.shape[-2:])
+    dims = {'img': {2: torch.export.Dim('height', min=lo, max=hi),
+                    3: torch.export.Dim('width', min=lo, max=hi)}}
+    with export_rewrites(None):
+        return torch.export.export(module, (img, ), dynamic_shapes=dims, strict=False,
+                                   prefer_deferred_runtime_asserts_over_guards=True)
 
 
 # ----------------------------------------------------------------------------- wrapper

@@ -31,8 +31,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 __all__ = ['GroupNorm1', 'group_norm1', 'irffn_hidden', 'plain_path_required',
+           'onnx_export_running',
            'autocast_dtype', 'memory_lean', 'memory_lean_mode', 'ceil_div', 'counting_flops',
-           'accumulation_dtype', 'recompute_in_backward', 'window_key_mask']
+           'accumulation_dtype', 'recompute_in_backward', 'window_key_mask', 'crop_to']
 
 
 def ceil_div(a, b):
@@ -45,6 +46,17 @@ def ceil_div(a, b):
 def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
     """Where sums and softmaxes run: half types in fp32, fp32 / fp64 as they are."""
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def crop_to(t: torch.Tensor, H, W, dim: int) -> torch.Tensor:
+    """``t`` cropped to ``H x W`` along dims ``dim, dim + 1``; under tracers / exporters by two
+    index_selects, which make fresh contiguous tensors: a slice would make symbolic shapes test
+    whether the crop is a no-op (it is contiguous only when nothing was padded), and
+    ``torch.export`` would freeze that test into the program."""
+    if not plain_path_required():
+        return t[(slice(None), ) * dim + (slice(None, H), slice(None, W))]
+    t = t.index_select(dim, torch.arange(H, device=t.device))
+    return t.index_select(dim + 1, torch.arange(W, device=t.device))
 
 
 def window_key_mask(H, W, Hp, Wp, wh: int, ww: int, device) -> torch.Tensor:
@@ -104,14 +116,17 @@ def counting_flops():
         _counting_flops = previous
 
 
+def onnx_export_running() -> bool:
+    """True inside ``torch.onnx.export`` (either exporter): ONNX has no stable sort."""
+    onnx = getattr(torch, 'onnx', None)
+    return bool(onnx is not None and getattr(onnx, 'is_in_onnx_export', lambda: False)())
+
+
 def plain_path_required() -> bool:
     """True while a tracer or exporter runs: it must see standard ops, not custom functions."""
     if _counting_flops:
         return False
-    if torch.jit.is_scripting() or torch.jit.is_tracing():
-        return True
-    onnx = getattr(torch, 'onnx', None)
-    if onnx is not None and getattr(onnx, 'is_in_onnx_export', lambda: False)():
+    if torch.jit.is_scripting() or torch.jit.is_tracing() or onnx_export_running():
         return True
     compiler = getattr(torch, 'compiler', None)
     return bool(compiler is not None and getattr(compiler, 'is_compiling', lambda: False)())

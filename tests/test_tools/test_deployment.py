@@ -2,6 +2,8 @@
 (onnxruntime against PyTorch at the export size and, with free height and width, at another),
 a whole UperNet with both exporters, the export-ready pieces of ``mmvit_ext.deployment`` against
 the eager model, and TorchScript trace + save + load."""
+import glob
+import os.path as osp
 import re
 import subprocess
 import sys
@@ -153,6 +155,48 @@ def test_plain_adaptive_pooling_equals_pytorch(size, out):
     x = torch.randn(2, 3, *size)
     assert torch.allclose(plain_adaptive_avg_pool2d(x, out), F.adaptive_avg_pool2d(x, out),
                           atol=1e-6)
+
+
+@pytest.mark.parametrize('family', [
+    'DilateFormer', 'QnAViT', 'SGFormer',
+    pytest.param('DGT', marks=pytest.mark.slow)])  # DGT: ~2.5 min to trace its k-means
+def test_torch_export_keeps_height_and_width_free(family):
+    """torch.export with dynamic height and width: one program, exact at sizes it was not
+    exported at (odd ones, and ones where nothing or everything is padded)."""
+    from mmvit_ext.deployment import export_program, exportable, free_size_range
+    model, scope = _build(DEMOS[family])
+    module = exportable(model, scope, whole=False)
+    assert free_size_range(256, 320) == (240, 4096)
+    program = export_program(module, torch.randn(1, 3, 256, 320)).module()
+    for size in [(288, 280), (245, 251), (240, 448)]:
+        x = torch.randn(1, 3, *size)
+        with torch.no_grad():
+            for a, b in zip(program(x), module(x)):
+                assert a.shape == b.shape
+                assert float((a - b).abs().max() / b.abs().max()) < 1e-5, (size, family)
+
+
+def test_dynamo_onnx_export_of_a_windowed_backbone(tmp_path):
+    """QnA-ViT through the dynamo exporter with free height and width (from torch.export)."""
+    code, out = _export([DEMOS['QnAViT'], '--backbone', '--exporter', 'dynamo', '--shape', '256',
+                         '320', '--dynamic'], tmp_path)
+    assert code == 0, out[-3000:]
+    assert '(QnAViT backbone, dynamo exporter, opset 18, dynamic size)' in out
+    _assert_matches(out, 'QnAViT', ['256x320', '296x296'])
+
+
+VARIANTS = sorted(osp.relpath(p, REPO)
+                  for p in glob.glob(f'{REPO}/configs/*/mask-rcnn_*_fpn_1x_coco.py'))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('config', VARIANTS)
+def test_every_variant_exports_its_whole_detector(config, tmp_path):
+    """Every zoo variant (T/S/M/B), whole Mask R-CNN, free height and width, random weights."""
+    code, out = _export([config, '--shape', '256', '320', '--dynamic'], tmp_path)
+    assert code == 0, out[-3000:]
+    family = re.search(r'\((\w+) detector,', out).group(1)
+    _assert_matches(out, family, ['256x320', '296x296'])
 
 
 @pytest.mark.slow

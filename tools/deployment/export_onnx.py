@@ -120,7 +120,7 @@ def main():
     from mmengine.config import Config
 
     import mmvit_ext  # noqa: F401
-    from mmvit_ext.deployment import export_rewrites, exportable
+    from mmvit_ext.deployment import export_program, export_rewrites, exportable
     from mmvit_ext.utils.build import build_model_from_cfg
     from mmvit_ext.utils.runner_setup import resolve_config_path
     cfg = Config.fromfile(resolve_config_path(args.config))
@@ -155,14 +155,11 @@ def main():
                 axes = {'img': {2: 'height', 3: 'width'}} if args.dynamic else None
                 torch.onnx.export(module, (img, ), out, dynamo=False, opset_version=args.opset,
                                   input_names=['img'], output_names=names, dynamic_axes=axes)
-            else:
-                dims = None
-                if args.dynamic:
-                    dims = {'img': {2: torch.export.Dim('height', min=32, max=4096),
-                                    3: torch.export.Dim('width', min=32, max=4096)}}
-                torch.onnx.export(module, (img, ), out, dynamo=True,
+            else:  # from a torch.export program (free height and width with --dynamic)
+                program = export_program(module, img) if args.dynamic else module
+                torch.onnx.export(program, (img, ), out, dynamo=True,
                                   opset_version=max(args.opset, 18), input_names=['img'],
-                                  output_names=names, dynamic_shapes=dims)
+                                  output_names=names)
         opset = args.opset if args.exporter == 'torchscript' else max(args.opset, 18)
         print(f'wrote {out} ({family} {module.kind}, {args.exporter} exporter, opset {opset}, '
               f'{"dynamic" if args.dynamic else "fixed"} size)')

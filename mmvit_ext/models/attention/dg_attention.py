@@ -80,6 +80,9 @@ def _routing_precision(device_type: str):
     return torch.autocast(device_type=device_type, enabled=False)
 
 
+EXPORT_CHUNK_SIZE = 128
+
+
 def auto_chunk_size(num_tokens: int, num_groups: int) -> int:
     """Queries per chunk: the power of two in [64, 256] nearest ``sqrt(8 N / G)``.
 
@@ -143,7 +146,12 @@ def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, routing
     groups, kk = key_index.shape[1:]
     if kk >= k.shape[1]:  # every group sees every key: plain attention, exactly
         return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, scale=scale)
-    L = min(chunk_size or auto_chunk_size(N, groups), N)
+    if plain_path_required():
+        # exporters: a length that does not depend on N (the size stays symbolic); any length
+        # gives the same result, a short map only pads its last chunk
+        L = chunk_size or EXPORT_CHUNK_SIZE
+    else:
+        L = min(chunk_size or auto_chunk_size(N, groups), N)
     with torch.no_grad():
         # a counting sort of the queries by group, without a sort op (exporters lack a stable
         # one): a query's rank in its group is the running count of its group's one-hot column

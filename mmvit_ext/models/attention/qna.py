@@ -26,7 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..layers import lecun_normal_
-from ..ops import ceil_div, plain_path_required, window_key_mask
+from ..ops import ceil_div, crop_to, plain_path_required, window_key_mask
 
 __all__ = ['QnAAttention', 'qna_attention', 'qna_reference', 'normalized_queries',
            'local_attention_unfold', 'WindowMSA']
@@ -268,27 +268,33 @@ class WindowMSA(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, H, W, C = x.shape
         heads, d = self.num_heads, C // self.num_heads
-        if self.mode == 'global':
-            wh, ww = H, W
+        if self.mode == 'global':  # one window, the map itself: nothing to pad
+            wh, ww, Hp, Wp, nh, nw = H, W, H, W, 1, 1
+            padded = False
         else:
             wh = ww = self.window_size
-        Hp, Wp = ceil_div(H, wh) * wh, ceil_div(W, ww) * ww
-        # exporters see the padded form always (a shape test would be frozen into the graph)
-        padded = plain_path_required() or (Hp, Wp) != (H, W)
+            nh, nw = ceil_div(H, wh), ceil_div(W, ww)
+            Hp, Wp = nh * wh, nw * ww
+            # exporters see the padded form always (a shape test would be frozen into the graph)
+            padded = plain_path_required() or (Hp, Wp) != (H, W)
         if padded:
             x = F.pad(x, (0, 0, 0, Wp - W, 0, Hp - H))
-        nh, nw = Hp // wh, Wp // ww
-        t = x.reshape(B, nh, wh, nw, ww, C).permute(0, 1, 3, 2, 4, 5).reshape(-1, wh * ww, C)
-        qkv = self.qkv(t).reshape(-1, wh * ww, 3, heads, d).permute(2, 0, 3, 1, 4)
+        # explicit sizes, no -1: symbolic shapes (torch.export) then need no divisibility guard
+        nwin, L = B * nh * nw, wh * ww
+        t = x.reshape(B, nh, wh, nw, ww, C).permute(0, 1, 3, 2, 4, 5).reshape(nwin, L, C)
+        qkv = self.qkv(t).reshape(nwin, L, 3, heads, d).permute(2, 0, 3, 1, 4)
         mask = self.relative_bias(wh, ww)[None].to(x.dtype)  # (1, heads, L, L)
         if padded:
             # padded tokens are masked out as keys: (windows, heads, L, L), tiled over the batch
             valid = window_key_mask(H, W, Hp, Wp, wh, ww, x.device)[:, None, None]
             mask = mask.masked_fill(~valid, torch.finfo(x.dtype).min).repeat(B, 1, 1, 1)
         out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=mask)
-        out = self.proj(out.transpose(1, 2).reshape(-1, wh * ww, C))
+        out = out.transpose(1, 2)
+        if plain_path_required():  # a copy of known layout: no view-or-copy test on symbols
+            out = out.clone(memory_format=torch.contiguous_format)
+        out = self.proj(out.reshape(nwin, L, C))
         out = out.reshape(B, nh, nw, wh, ww, C).permute(0, 1, 3, 2, 4, 5).reshape(B, Hp, Wp, C)
-        return out[:, :H, :W]
+        return crop_to(out, H, W, dim=1)
 
     def forward_reference(self, x: torch.Tensor) -> torch.Tensor:
         """Loop over windows, border windows simply smaller, explicit softmax."""

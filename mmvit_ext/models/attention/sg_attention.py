@@ -35,7 +35,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..ops import accumulation_dtype, ceil_div, plain_path_required, window_key_mask
+from ..ops import (accumulation_dtype, ceil_div, crop_to, onnx_export_running,
+                   plain_path_required, window_key_mask)
 
 __all__ = [
     'HybridScaleAttention', 'SelfGuidedAttention', 'FullAttention', 'window_attention',
@@ -124,7 +125,7 @@ def _received_by_window_keys(attn, valid, geometry, hw):
         received = (a * qmask[None, :, :, None]).sum(2)
         received = received / qmask.sum(1).clamp(min=1)[None, :, None]
     received = received.reshape(B, nh, nw, ws, ws).permute(0, 1, 3, 2, 4)
-    return received.reshape(B, Hp, Wp)[:, :hw[0], :hw[1]]
+    return crop_to(received.reshape(B, Hp, Wp), hw[0], hw[1], dim=1)
 
 
 def window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, hw: Tuple[int, int],
@@ -151,7 +152,7 @@ def window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, hw: Tupl
     attn = logits.softmax(dim=-1)
     out = (attn if attn_drop is None else attn_drop(attn)) @ windows(v)  # (B, h, nW, L, d)
     out = out.reshape(B * h, nh, nw, ws, ws, d).permute(0, 1, 3, 2, 4, 5)
-    out = out.reshape(B, h, Hp, Wp, d)[:, :, :H, :W].reshape(B, h, N, d)
+    out = crop_to(out.reshape(B, h, Hp, Wp, d), H, W, dim=2).reshape(B, h, N, d)
     received = _received_by_window_keys(attn, valid, geometry, hw) if with_significance else None
     return out, received
 
@@ -453,7 +454,7 @@ class HybridScaleAttention(_LePEMixin, nn.Module):
                                                 self.scale, pad_extra)
             g = g.reshape(B, Hs, 1, Ws, 1).expand(B, Hs, self.sr_ratio, Ws, self.sr_ratio)
             g = g.reshape(B, Hs * self.sr_ratio, Ws * self.sr_ratio)  # nearest upsampling
-            significance = g[:, :H, :W] + local_sig
+            significance = crop_to(g, H, W, dim=1) + local_sig
         out = torch.cat([_merge_heads(o1), _merge_heads(o2)], dim=-1) + self.lepe(x, hw)
         return self.proj_drop(self.proj(out)), significance
 
@@ -493,10 +494,11 @@ class SelfGuidedAttention(_LePEMixin, nn.Module):
         s_row = significance.reshape(B, N)
         s_col = significance.transpose(1, 2).reshape(B, N)
         # stable: equal significance keeps the token order, so every backend picks the same
-        # tokens; exporters take ascending TopK over all N, whose tie rule (lower index first,
-        # ONNX spec) is the same order (they cannot export a stable sort)
+        # tokens; ONNX has no stable sort: there, ascending TopK over all N, whose tie rule
+        # (lower index first, ONNX spec) is the same order. torch.export / compile keep the
+        # stable sort (PyTorch's own topk does not promise an order for ties)
         keys = torch.stack([s_row, s_col])
-        if plain_path_required():
+        if onnx_export_running():
             order = torch.topk(keys, keys.shape[-1], dim=-1, largest=False, sorted=True)[1]
         else:
             order = torch.sort(keys, dim=-1, stable=True)[1]  # (2, B, N)
