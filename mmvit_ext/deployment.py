@@ -215,9 +215,10 @@ def free_size_range(height: int, width: int) -> Tuple[int, int]:
     ``torch.export`` reasons about every size derived from the input's; where the example has a
     window count of 1 (QnA-ViT's 14x14 windows at stride 16, DGT's groups) it special-cases that
     count and the program stays fixed to the example. From a 256 x 256 example up every count is
-    >= 2 and 240 .. 4096 stays free; smaller examples get 32 .. 4096 (enough for DilateFormer and
-    SG-Former; QnA-ViT and DGT then refuse with torch's constraint error)."""
-    return (240, 4096) if min(height, width) >= 256 else (32, 4096)
+    >= 2 and 240 .. 4096 stays free; smaller examples get 64 .. 4096 (every stride-32 map at least
+    2 wide; enough for DilateFormer and SG-Former, while QnA-ViT and DGT then refuse with torch's
+    constraint error)."""
+    return (240, 4096) if min(height, width) >= 256 else (64, 4096)
 
 
 def export_program(module: nn.Module, img: torch.Tensor):

@@ -24,7 +24,7 @@ SEG_DEMO = 'configs/_small_/dilateformer-demo_upernet_small-ade20k.py'
 CLS_DEMO = 'configs/_small_/dilateformer-demo_small-imagenet.py'
 ROUTING = ('SGFormer', 'DGT')
 LINE = re.compile(r'onnxruntime vs PyTorch at (\d+x\d+): max relative difference per output '
-                  r'([^;]+); PyTorch vs itself under a 1e-05 input perturbation: (\S+)')
+                  r'([^;]+); PyTorch vs itself under a 1e-05 input perturbation: ([^\n]+)')
 
 
 def _export(args, tmp_path):
@@ -36,25 +36,24 @@ def _export(args, tmp_path):
 
 def _checks(out):
     """[(size, worst difference, PyTorch's own drift)] as the tool printed them."""
-    rows = []
-    for size, diffs, drift in LINE.findall(out):
-        values = [float('inf') if v == 'shape differs' else float(v) for v in diffs.split(', ')]
-        rows.append((size, max(values), float(drift)))
-    return rows
+    def value(text):
+        return float('inf') if text.strip() == 'shape differs' else float(text)
+
+    return [(size, max(value(v) for v in diffs.split(', ')), value(drift))
+            for size, diffs, drift in LINE.findall(out)]
 
 
 def _assert_matches(out, family, sizes):
+    """Within 1e-4 everywhere, except where the model routes (SG-Former, DGT, and a detector's
+    RPN top-k and NMS) and PyTorch itself is as unstable at that input (a near-tie)."""
+    routes = family in ROUTING or ' detector, ' in out
     rows = _checks(out)
     assert [size for size, _, _ in rows] == sizes, out
     for size, worst, drift in rows:
         if worst <= 1e-4:
             continue
-        # only a routing decision may differ, and only where PyTorch itself is as unstable
-        assert family in ROUTING or 'detector' in out, out
-        assert drift > 1e-4 and worst <= 2 * drift, out
+        assert routes and drift > 1e-4 and worst <= 2 * drift, out
         assert f'routing near-tie at {size}' in out, out
-    # an input without near-ties (noise, the export size) matches everywhere
-    assert rows[0][1] <= 1e-4 or family in ROUTING, out
 
 
 @pytest.mark.parametrize('family', sorted(DEMOS))
@@ -111,6 +110,9 @@ def test_unsupported_requests_are_refused(tmp_path):
     assert code == 1 and "error: the dynamo exporter cannot take mmcv's NMS" in out, out
     code, out = _export([DEMOS['DGT'], '--opset', '15', '--shape', '64', '64'], tmp_path)
     assert code == 1 and 'needs opset >= 16' in out and 'Traceback' not in out, out
+    code, out = _export([DEMOS['QnAViT'], '--backbone', '--exporter', 'dynamo', '--dynamic',
+                         '--shape', '128', '160'], tmp_path)
+    assert code == 1 and 'export at --shape 256 320 or larger' in out, out
     cascade = ('configs/dilateformer/'
                'cascade-mask-rcnn_dilateformer-t_fpn_4conv1fc-giou_ms-crop-3x_coco.py')
     code, out = _export([cascade, '--shape', '64', '64'], tmp_path)
@@ -192,10 +194,16 @@ VARIANTS = sorted(osp.relpath(p, REPO)
 @pytest.mark.slow
 @pytest.mark.parametrize('config', VARIANTS)
 def test_every_variant_exports_its_whole_detector(config, tmp_path):
-    """Every zoo variant (T/S/M/B), whole Mask R-CNN, free height and width, random weights."""
+    """Every zoo variant (T/S/M/B): backbone on noise, then the whole Mask R-CNN, free height and
+    width, random weights (a random RPN scores every anchor ~0.5: its top-k and NMS sit at
+    near-ties, which the tool measures and says)."""
+    code, out = _export([config, '--backbone', '--image', 'noise', '--shape', '256', '320',
+                         '--dynamic'], tmp_path)
+    assert code == 0, out[-3000:]
+    family = re.search(r'\((\w+) backbone,', out).group(1)
+    _assert_matches(out, family, ['256x320', '296x296'])
     code, out = _export([config, '--shape', '256', '320', '--dynamic'], tmp_path)
     assert code == 0, out[-3000:]
-    family = re.search(r'\((\w+) detector,', out).group(1)
     _assert_matches(out, family, ['256x320', '296x296'])
 
 

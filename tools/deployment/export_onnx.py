@@ -156,7 +156,15 @@ def main():
                 torch.onnx.export(module, (img, ), out, dynamo=False, opset_version=args.opset,
                                   input_names=['img'], output_names=names, dynamic_axes=axes)
             else:  # from a torch.export program (free height and width with --dynamic)
-                program = export_program(module, img) if args.dynamic else module
+                program = module
+                if args.dynamic:
+                    try:
+                        program = export_program(module, img)
+                    except torch._dynamo.exc.UserError as err:  # constraint violations
+                        first = str(err).strip().splitlines()[0]
+                        sys.exit(f'error: torch.export cannot keep height and width free from a '
+                                 f'{args.shape[0]}x{args.shape[1]} example ({first}): export at '
+                                 f'--shape 256 320 or larger (sizes 240..4096 stay free)')
                 torch.onnx.export(program, (img, ), out, dynamo=True,
                                   opset_version=max(args.opset, 18), input_names=['img'],
                                   output_names=names)
