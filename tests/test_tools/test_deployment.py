@@ -178,13 +178,15 @@ def test_torch_export_keeps_height_and_width_free(family):
                 assert float((a - b).abs().max() / b.abs().max()) < 1e-5, (size, family)
 
 
-def test_dynamo_onnx_export_of_a_windowed_backbone(tmp_path):
-    """QnA-ViT through the dynamo exporter with free height and width (from torch.export)."""
-    code, out = _export([DEMOS['QnAViT'], '--backbone', '--exporter', 'dynamo', '--shape', '256',
-                         '320', '--dynamic'], tmp_path)
+@pytest.mark.parametrize('family', [
+    'QnAViT', pytest.param('DGT', marks=pytest.mark.slow)])  # DGT: ~4 min on 2 cores
+def test_dynamo_onnx_export_of_windowed_and_grouped_backbones(family, tmp_path):
+    """Through the dynamo exporter with free height and width (from torch.export)."""
+    code, out = _export([DEMOS[family], '--backbone', '--exporter', 'dynamo', '--image', 'noise',
+                         '--shape', '256', '320', '--dynamic'], tmp_path)
     assert code == 0, out[-3000:]
-    assert '(QnAViT backbone, dynamo exporter, opset 18, dynamic size)' in out
-    _assert_matches(out, 'QnAViT', ['256x320', '296x296'])
+    assert f'({family} backbone, dynamo exporter, opset 18, dynamic size)' in out
+    _assert_matches(out, family, ['256x320', '296x296'])
 
 
 VARIANTS = sorted(osp.relpath(p, REPO)

@@ -95,6 +95,16 @@ def auto_chunk_size(num_tokens: int, num_groups: int) -> int:
     return int(min(256, max(64, 2**round(math.log2(max(target, 1.))))))
 
 
+def group_count(num_groups: int, num_tokens) -> int:
+    """``min(num_groups, N)``; under torch.export (N symbolic) ``num_groups`` itself, checked at
+    run time: the k-means start divides by G - 1, and the ONNX exporter takes no symbolic
+    divisor. Every size an exported program accepts (>= 240) has N >= G in every stage."""
+    if isinstance(num_tokens, torch.SymInt):
+        torch._check(num_tokens >= num_groups)
+        return num_groups
+    return min(num_groups, num_tokens)
+
+
 @torch.no_grad()
 def kmeans_groups(q: torch.Tensor, num_groups: int, iters: int = 3) -> torch.Tensor:
     """Spherical k-means of the queries ``(BH, N, d)`` into ``min(num_groups, N)`` groups.
@@ -103,7 +113,7 @@ def kmeans_groups(q: torch.Tensor, num_groups: int, iters: int = 3) -> torch.Ten
     group ids. Memory ``O(N * G)``.
     """
     BH, N, d = q.shape
-    groups = min(num_groups, N)
+    groups = group_count(num_groups, N)
     with _routing_precision(q.device.type):
         qn = F.normalize(q.float(), dim=-1)
         # evenly spaced tokens: i (N - 1) / (G - 1) rounded half to even, as torch.round does,
@@ -145,7 +155,9 @@ def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, routing
     assign, key_index = routing
     groups, kk = key_index.shape[1:]
     if kk >= k.shape[1]:  # every group sees every key: plain attention, exactly
-        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, scale=scale)
+        # as (1, BH, N, d): the ONNX translation of SDPA takes 4-d inputs only
+        return F.scaled_dot_product_attention(q[None], k[None], v[None], dropout_p=dropout_p,
+                                              scale=scale)[0]
     if plain_path_required():
         # exporters: a length that does not depend on N (the size stays symbolic); any length
         # gives the same result, a short map only pads its last chunk
@@ -267,7 +279,7 @@ class DynamicGroupAttention(nn.Module):
     def routing(self, q: torch.Tensor, k: torch.Tensor) -> DGRouting:
         """Groups (k-means of the queries) and their keys (top-k), no gradient, in fp32."""
         N = q.shape[1]
-        groups = min(self.num_groups, N)
+        groups = group_count(self.num_groups, N)
         if groups == 1:  # nothing to cluster
             assign = torch.zeros(q.shape[:2], dtype=torch.long, device=q.device)
         else:
@@ -281,7 +293,7 @@ class DynamicGroupAttention(nn.Module):
 
     def _route(self, x, q, k):
         N = q.shape[1]
-        if min(self.num_groups, N) == 1 and (self.topk is None or self.topk >= N):
+        if group_count(self.num_groups, N) == 1 and (self.topk is None or self.topk >= N):
             return self.routing(q, k)  # nothing to decide: no fp32 projection needed
         return self.routing(*self._routing_qk(x, q, k))
 
