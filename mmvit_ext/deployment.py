@@ -132,6 +132,12 @@ def _roi_extractor_all_levels(self, feats, rois, roi_scale_factor=None):
     return out
 
 
+def check_detector_opset(opset: int) -> None:
+    if opset < 16:
+        raise ValueError(f'whole-detector export needs opset >= 16 (RoiAlign with '
+                         f'coordinate_transformation_mode), got --opset {opset}')
+
+
 @contextmanager
 def export_rewrites(opset: Optional[int] = 17):
     """Trace and export a model from :func:`exportable` inside this context (``opset``: the
@@ -140,9 +146,8 @@ def export_rewrites(opset: Optional[int] = 17):
     mmcv_nms = importlib.import_module('mmcv.ops.nms')  # ``mmcv.ops.nms`` is also a function
     from mmcv.ops.roi_align import RoIAlignFunction
     from mmdet.models.roi_heads.roi_extractors import SingleRoIExtractor
-    if opset is not None and opset < 16:
-        raise ValueError(f'whole-detector export needs opset >= 16 (RoiAlign with '
-                         f'coordinate_transformation_mode), got --opset {opset}')
+    if opset is not None:
+        check_detector_opset(opset)
     saved = (mmcv_nms.NMSop, RoIAlignFunction.__dict__['symbolic'], SingleRoIExtractor.forward)
     mmcv_nms.NMSop = _NMSWithSymbolic
     RoIAlignFunction.symbolic = staticmethod(_roi_align_symbolic)

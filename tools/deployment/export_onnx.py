@@ -120,7 +120,8 @@ def main():
     from mmengine.config import Config
 
     import mmvit_ext  # noqa: F401
-    from mmvit_ext.deployment import export_program, export_rewrites, exportable
+    from mmvit_ext.deployment import (check_detector_opset, export_program, export_rewrites,
+                                      exportable)
     from mmvit_ext.utils.build import build_model_from_cfg
     from mmvit_ext.utils.runner_setup import resolve_config_path
     cfg = Config.fromfile(resolve_config_path(args.config))
@@ -139,9 +140,11 @@ def main():
     if module.kind == 'detector' and args.exporter == 'dynamo':
         sys.exit('error: the dynamo exporter cannot take mmcv\'s NMS inside a detector: use '
                  '--exporter torchscript (what mmdeploy uses) or export the backbone (--backbone)')
-    if module.kind == 'detector' and args.opset < 16:
-        sys.exit(f'error: whole-detector export needs opset >= 16 (RoiAlign with '
-                 f'coordinate_transformation_mode), got --opset {args.opset}')
+    if module.kind == 'detector':
+        try:
+            check_detector_opset(args.opset)
+        except ValueError as err:
+            sys.exit(f'error: {err}')
     family = type(model.backbone).__name__
     out = args.out or osp.splitext(osp.basename(args.config))[0] + '.onnx'
     img = _tensor(_image(args.image, args.shape), cfg)
