@@ -22,6 +22,8 @@ from typing import Optional, Tuple
 import torch
 import torch.nn as nn
 
+from mmvit_ext import deploy_ops
+
 __all__ = ['exportable', 'export_rewrites', 'export_program', 'free_size_range',
            'plain_adaptive_avg_pool2d',
            'PlainAdaptiveAvgPool2d', 'swap_adaptive_pooling', 'two_stage_tensor_forward']
@@ -73,47 +75,23 @@ def swap_adaptive_pooling(model: nn.Module) -> int:
 
 
 # ----------------------------------------------------------------------------- NMS and RoIAlign
-def _mmcv_nms_ext():
-    from mmcv.utils import ext_loader
-    return ext_loader.load_ext('_ext', ['nms'])
+def _roi_align_op(self, input, rois):
+    """mmcv RoIAlign.forward through the ``mmvit_ext::roi_align`` operator (same kernel)."""
+    if self.pool_mode != 'avg' or self.use_torchvision:
+        raise NotImplementedError(f'export supports RoIAlign with pool_mode=avg on mmcv\'s '
+                                  f'kernel, got pool_mode={self.pool_mode}, '
+                                  f'use_torchvision={self.use_torchvision}')
+    return deploy_ops.roi_align(input, rois, self.output_size[0], self.output_size[1],
+                                self.spatial_scale, self.sampling_ratio, self.aligned)
 
 
-class _NMSWithSymbolic(torch.autograd.Function):
-    """mmcv's NMS (same kernel, same result) with an ONNX ``NonMaxSuppression`` symbolic."""
-
-    @staticmethod
-    def forward(ctx, bboxes, scores, iou_threshold, offset, score_threshold, max_num):
-        if score_threshold > 0 or offset != 0:
-            raise NotImplementedError('export supports NMS with offset 0 and no score threshold '
-                                      f'(got offset={offset}, score_thr={score_threshold})')
-        inds = _mmcv_nms_ext().nms(bboxes, scores, iou_threshold=float(iou_threshold), offset=0)
-        return inds[:max_num] if max_num > 0 else inds
-
-    @staticmethod
-    def symbolic(g, bboxes, scores, iou_threshold, offset, score_threshold, max_num):
-        def const(value, dtype=torch.long):
-            return g.op('Constant', value_t=torch.tensor(value, dtype=dtype))
-        boxes = g.op('Unsqueeze', bboxes, const([0]))                       # (1, N, 4)
-        scores = g.op('Unsqueeze', scores, const([0, 1]))                   # (1, 1, N)
-        keep = g.op('NonMaxSuppression', boxes, scores,
-                    const([max_num if max_num > 0 else 2 ** 31 - 1]),
-                    const([float(iou_threshold)], torch.float32))         # (K, 3)
-        return g.op('Gather', keep, const(2), axis_i=1)                     # box index column
-
-
-def _roi_align_symbolic(g, input, rois, output_size, spatial_scale, sampling_ratio, pool_mode,
-                        aligned):
-    """ONNX RoiAlign (opset >= 16) with the coordinate mode mmcv's ``aligned`` means."""
-    def const(value):
-        return g.op('Constant', value_t=torch.tensor(value, dtype=torch.long))
-    batch = g.op('Cast', g.op('Squeeze', g.op('Gather', rois, const([0]), axis_i=1), const([1])),
-                 to_i=7)  # INT64
-    boxes = g.op('Gather', rois, const([1, 2, 3, 4]), axis_i=1)
-    return g.op('RoiAlign', input, boxes, batch, output_height_i=output_size[0],
-                output_width_i=output_size[1], spatial_scale_f=spatial_scale,
-                sampling_ratio_i=max(0, sampling_ratio), mode_s=pool_mode,
-                coordinate_transformation_mode_s='half_pixel' if aligned
-                else 'output_half_pixel')
+def level_nms(boxes, scores, level_ids, iou_threshold: float):
+    """mmcv's ``batched_nms`` below its split threshold (boxes of different levels shifted apart,
+    one NMS), as one ``mmvit_ext::nms`` call with no branch on the number of boxes, which is
+    data-dependent after the size filter."""
+    offsets = level_ids.to(boxes) * (boxes.max() + 1)
+    keep = deploy_ops.nms(boxes + offsets[:, None], scores, float(iou_threshold))
+    return torch.cat([boxes[keep], scores[keep, None]], -1), keep
 
 
 def _roi_extractor_all_levels(self, feats, rois, roi_scale_factor=None):
@@ -143,28 +121,23 @@ def export_rewrites(opset: Optional[int] = 17):
     """Trace and export a model from :func:`exportable` inside this context (``opset``: the
     ONNX opset it is exported at; ``None`` when it is only traced or run)."""
     import importlib
-    mmcv_nms = importlib.import_module('mmcv.ops.nms')  # ``mmcv.ops.nms`` is also a function
-    from mmcv.ops.roi_align import RoIAlignFunction
+    roi_align_module = importlib.import_module('mmcv.ops.roi_align')  # also a function name
     from mmdet.models.roi_heads.roi_extractors import SingleRoIExtractor
     if opset is not None:
         check_detector_opset(opset)
-    saved = (mmcv_nms.NMSop, RoIAlignFunction.__dict__['symbolic'], SingleRoIExtractor.forward)
-    mmcv_nms.NMSop = _NMSWithSymbolic
-    RoIAlignFunction.symbolic = staticmethod(_roi_align_symbolic)
+    saved = (roi_align_module.RoIAlign.forward, SingleRoIExtractor.forward)
+    roi_align_module.RoIAlign.forward = _roi_align_op
     SingleRoIExtractor.forward = _roi_extractor_all_levels
     try:
         yield
     finally:
-        mmcv_nms.NMSop = saved[0]
-        RoIAlignFunction.symbolic = saved[1]
-        SingleRoIExtractor.forward = saved[2]
+        roi_align_module.RoIAlign.forward, SingleRoIExtractor.forward = saved
 
 
 # ----------------------------------------------------------------------------- Mask R-CNN
 def _rpn_proposals(rpn, feats, height, width):
     """The RPN's proposals of one image (mmdet's RPNHead.predict, without size-dependent branches:
     every level is sorted and cut at ``nms_pre``, every box goes through the size filter)."""
-    from mmcv.ops import batched_nms
     from mmdet.models.task_modules.coders.delta_xywh_bbox_coder import delta2bbox
     cfg = rpn.test_cfg
     cls_scores, bbox_preds = rpn(feats)
@@ -190,15 +163,20 @@ def _rpn_proposals(rpn, feats, height, width):
                        ctr_clamp=coder.ctr_clamp)
     if coder.clip_border:  # clip to the (possibly traced) image size
         zero = boxes.new_zeros(())
-        limit = torch.stack([width, height, width, height]).to(boxes) if torch.is_tensor(width) \
-            else boxes.new_tensor([width, height, width, height])
+        if not torch.is_tensor(width):  # new_full keeps torch.export's symbolic sizes free
+            width, height = boxes.new_full((), width), boxes.new_full((), height)
+        limit = torch.stack([width, height, width, height]).to(boxes)
         boxes = torch.maximum(torch.minimum(boxes, limit), zero)
     scores, level_ids = torch.cat(scores), torch.cat(level_ids)
     if cfg.get('min_bbox_size', -1) >= 0:
         wh = boxes[:, 2:] - boxes[:, :2]
         valid = (wh > cfg.min_bbox_size).all(1)
         boxes, scores, level_ids = boxes[valid], scores[valid], level_ids[valid]
-    dets, _ = batched_nms(boxes, scores, level_ids, cfg.nms)
+    nms_cfg = dict(cfg.nms)
+    if nms_cfg.pop('type', 'nms') != 'nms' or set(nms_cfg) - {'iou_threshold', 'split_thr'}:
+        raise NotImplementedError(f'export supports the RPN\'s plain NMS (type nms, '
+                                  f'iou_threshold), got {cfg.nms}')
+    dets, _ = level_nms(boxes, scores, level_ids, nms_cfg['iou_threshold'])
     return dets[:cfg.max_per_img]
 
 
@@ -233,6 +211,8 @@ def export_program(module: nn.Module, img: torch.Tensor):
     divisibility facts true by construction, e.g. a padded size is a multiple of its window)
     become runtime checks instead of failing the export."""
     lo, hi = free_size_range(*img.shape[-2:])
+    if getattr(module, 'kind', None) == 'detector':  # the RPN's stride-64 level >= 2 wide
+        lo = max(lo, min(128, *img.shape[-2:]))
     dims = {'img': {2: torch.export.Dim('height', min=lo, max=hi),
                     3: torch.export.Dim('width', min=lo, max=hi)}}
     with export_rewrites(None):

@@ -105,9 +105,40 @@ def test_routing_near_tie_is_measured_and_said(tmp_path):
     assert worst <= 1e-4 or ('routing near-tie at 168x136' in out and worst <= 2 * drift), out
 
 
+@pytest.mark.slow  # ~70 s on 2 cores: opt-in, to keep the default run's time
+def test_whole_mask_rcnn_through_the_dynamo_exporter(tmp_path):
+    """NMS and RoIAlign as torch operators (mmvit_ext.deploy_ops) with ONNX translations: the
+    whole detector goes through torch.export with free height and width, then to ONNX."""
+    code, out = _export([DEMOS['DilateFormer'], '--exporter', 'dynamo', '--shape', '128', '160',
+                         '--dynamic'], tmp_path)
+    assert code == 0, out[-3000:]
+    assert '(DilateFormer detector, dynamo exporter, opset 18, dynamic size)' in out
+    _assert_matches(out, 'DilateFormer', ['128x160', '168x136'])
+    import onnx
+    ops = {node.op_type for node in onnx.load(str(tmp_path / 'm.onnx')).graph.node}
+    assert {'NonMaxSuppression', 'RoiAlign'} <= ops, ops
+
+
+def test_custom_operators_equal_mmcv():
+    """mmvit_ext::nms / roi_align run mmcv's kernels: the same indices and features."""
+    from mmcv.ops import nms as mmcv_nms
+    from mmcv.ops import roi_align as mmcv_roi_align
+
+    from mmvit_ext import deploy_ops
+    g = torch.Generator().manual_seed(0)
+    xy = torch.rand(200, 2, generator=g) * 80
+    boxes = torch.cat([xy, xy + 5 + torch.rand(200, 2, generator=g) * 30], 1)
+    scores = torch.rand(200, generator=g)
+    assert torch.equal(deploy_ops.nms(boxes, scores, 0.5), mmcv_nms(boxes, scores, 0.5)[1])
+    feats = torch.randn(2, 4, 20, 24, generator=g)
+    rois = torch.cat([torch.tensor([[0.]] * 100 + [[1.]] * 100), boxes[:, :4] / 4], 1)
+    assert torch.equal(deploy_ops.roi_align(feats, rois, 7, 7, 0.25, 0, True),
+                       mmcv_roi_align(feats, rois, (7, 7), 0.25, 0, 'avg', True))
+    with pytest.raises(ValueError, match=r'rois must be \(K, 5\)'):
+        deploy_ops.roi_align(feats, rois[:, 1:], 7, 7, 0.25, 0, True)
+
+
 def test_unsupported_requests_are_refused(tmp_path):
-    code, out = _export([DEMOS['DGT'], '--exporter', 'dynamo', '--shape', '64', '64'], tmp_path)
-    assert code == 1 and "error: the dynamo exporter cannot take mmcv's NMS" in out, out
     code, out = _export([DEMOS['DGT'], '--opset', '15', '--shape', '64', '64'], tmp_path)
     assert code == 1 and 'needs opset >= 16' in out and 'Traceback' not in out, out
     code, out = _export([DEMOS['QnAViT'], '--backbone', '--exporter', 'dynamo', '--dynamic',

@@ -8,8 +8,9 @@ Writes the whole model in tensor mode (``mmvit_ext.deployment``): a Mask R-CNN c
 proposals and the box and mask heads' outputs of one image, an UperNet config the segmentation
 logits, a classifier config the class scores; ``--backbone`` writes the backbone
 alone. Exports with torch's TorchScript-based exporter (what mmdeploy uses; ``--exporter dynamo``
-for the newer one, not for detectors: it cannot take mmcv's NMS), runs the file in onnxruntime on
-a real image (``--image``, or a generated image of the built-in small dataset), compares every
+for the newer one, from a ``torch.export`` program; with both, NMS and RoIAlign become ONNX's
+``NonMaxSuppression`` and ``RoiAlign``, see ``mmvit_ext.deploy_ops``), runs the file in
+onnxruntime on a real image (``--image``, or a generated image of the built-in small dataset), compares every
 output with PyTorch and prints the difference; with ``--dynamic`` (height and width free) also at
 a second size (``--check-shape``, default H+40 x W-24). Exit status 1 when an output differs by
 more than ``--rtol`` (1e-4, relative to the output's largest value).
@@ -120,6 +121,7 @@ def main():
     from mmengine.config import Config
 
     import mmvit_ext  # noqa: F401
+    from mmvit_ext.deploy_ops import ONNX_TRANSLATIONS
     from mmvit_ext.deployment import (check_detector_opset, export_program, export_rewrites,
                                       exportable)
     from mmvit_ext.utils.build import build_model_from_cfg
@@ -137,9 +139,6 @@ def main():
         module = exportable(model, scope, whole=not args.backbone)
     except NotImplementedError as err:
         sys.exit(f'error: {err}')
-    if module.kind == 'detector' and args.exporter == 'dynamo':
-        sys.exit('error: the dynamo exporter cannot take mmcv\'s NMS inside a detector: use '
-                 '--exporter torchscript (what mmdeploy uses) or export the backbone (--backbone)')
     if module.kind == 'detector':
         try:
             check_detector_opset(args.opset)
@@ -170,7 +169,7 @@ def main():
                                  f'--shape 256 320 or larger (sizes 240..4096 stay free)')
                 torch.onnx.export(program, (img, ), out, dynamo=True,
                                   opset_version=max(args.opset, 18), input_names=['img'],
-                                  output_names=names)
+                                  output_names=names, custom_translation_table=ONNX_TRANSLATIONS)
         opset = args.opset if args.exporter == 'torchscript' else max(args.opset, 18)
         print(f'wrote {out} ({family} {module.kind}, {args.exporter} exporter, opset {opset}, '
               f'{"dynamic" if args.dynamic else "fixed"} size)')
