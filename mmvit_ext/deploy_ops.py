@@ -9,8 +9,8 @@ kernels (so eager results do not change), each with
 - a symbolic for the TorchScript-based exporter (``torch.onnx.export(dynamo=False)``);
 - an ONNX translation for the dynamo exporter (:data:`ONNX_TRANSLATIONS`);
 
-and a traced or exported program holding them loads again wherever ``mmvit_ext`` is imported
-(``torch.jit.load``, ``torch.export.load``). ONNX's ``NonMaxSuppression`` and ``RoiAlign``
+and a traced or exported program holding them loads again once this module is imported
+(``import mmvit_ext.deploy_ops`` before ``torch.jit.load`` / ``torch.export.load``). ONNX's ``NonMaxSuppression`` and ``RoiAlign``
 (``coordinate_transformation_mode='half_pixel'``, opset >= 16) compute what mmcv's ``nms``
 (offset 0) and ``roi_align`` (avg, ``aligned=True``) compute.
 """
