@@ -43,6 +43,10 @@ BACKBONES = {
 
 
 def build_backbone(name):
+    """A backbone by its name in :data:`BACKBONES`, or from a config dict (``type`` and args)."""
+    if isinstance(name, dict):
+        from mmvit_ext.registry import MODELS
+        return MODELS.build(dict(name))
     if name not in BACKBONES:
         raise KeyError(f'unknown backbone {name!r}; choose from {sorted(BACKBONES)}')
     from mmvit_ext.registry import MODELS  # importing mmvit_ext registers our backbones

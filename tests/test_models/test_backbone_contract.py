@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from mmvit_ext.checkpoint import CheckpointMismatchError
-from mmvit_ext.models.backbones import DGT, DilateFormer, QnAViT, SGFormer
+from mmvit_ext.models.backbones import AttentionPyramid, DGT, DilateFormer, QnAViT, SGFormer
 
 SMALL = {  # narrow variants, quick on CPU
     'DilateFormer': (DilateFormer, 'tiny'),
@@ -15,6 +15,10 @@ SMALL = {  # narrow variants, quick on CPU
                             qna_heads=(2, 4, 8), msa_heads=(0, 0, 2, 4), kernel_size=3)),
     'DGT': (DGT, dict(embed_dims=(16, 32, 64, 128), depths=(1, 1, 2, 1), num_heads=(1, 2, 4, 8),
                       num_groups=(4, 4, 2, 1), topk=(16, 16, 8, None), stem_channels=8)),
+    # the ablation skeleton with four different attentions, SG-Former's pair in stage 1
+    'AttentionPyramid': (AttentionPyramid, dict(embed_dims=16, depths=(2, 1, 1, 2),
+                                                num_heads=(2, 2, 4, 4),
+                                                attentions=('sg', 'qna', 'dg', 'swin'))),
 }
 backbones = pytest.mark.parametrize('name', list(SMALL))
 

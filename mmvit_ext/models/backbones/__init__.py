@@ -1,6 +1,7 @@
+from .attention_pyramid import AttentionPyramid
 from .dgt import DGT
 from .dilateformer import DilateFormer
 from .qna_vit import QnAViT
 from .sgformer import SGFormer
 
-__all__ = ['DGT', 'DilateFormer', 'QnAViT', 'SGFormer']
+__all__ = ['AttentionPyramid', 'DGT', 'DilateFormer', 'QnAViT', 'SGFormer']
