@@ -7,11 +7,12 @@
 Each variant of ``mmvit_ext.analysis.ablation.VARIANTS`` (or those named) is sized to --budget
 GFLOPs at 224x224 (within 2%, the project's counter), then measured: params, FLOPs at 224x224 and
 at 1280x800, forward and forward+backward time (median of --repeat after a warm-up, each case in
-its own process) and peak memory at --shape; mmdet's own Swin-T is measured in the same run
+its own process), the activations kept for backward (saved_mb) and, on CUDA, the peak memory at
+--shape; mmdet's own Swin-T is measured in the same run
 (its own size: it is the reference, not sized). With --train each variant also trains a Mask R-CNN
 on the built-in small COCO-format set with the same schedule for every seed of --seeds, and the
 table adds bbox / segm mAP (mean and spread over the seeds). Writes ablation.md, ablation.csv and
-ablation.png (time vs small-set mAP, point size = peak memory; time vs FLOPs without --train) to
+ablation.png (time vs small-set mAP, point size = memory; time vs FLOPs without --train) to
 --out-dir.
 
 Small-set accuracy checks the pipeline and the ranking on toy data (three shape classes, 64
@@ -31,7 +32,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEMO_DET = osp.join(REPO, 'configs/_small_/mask-rcnn_dilateformer-demo_fpn_small-coco.py')
 COLUMNS = ['model', 'attention', 'width', 'depths', 'params_m', 'gflops_224', 'gflops_1280x800',
-           'fwd_ms', 'fwdbwd_ms', 'peak_mb']
+           'fwd_ms', 'fwdbwd_ms', 'saved_mb', 'peak_mb']
 TRAIN_COLUMNS = ['bbox_map', 'bbox_map_spread', 'segm_map', 'segm_map_spread']
 
 
@@ -45,7 +46,10 @@ def _bench(model, args):
         result = run_case_in_subprocess('mmvit_ext.analysis.bench_cases', case)
         row[f'{mode}_ms'] = round(result['median_ms'], 1)
         if mode == 'fwdbwd':
-            row['peak_mb'] = round(result['peak_mb'])
+            # activations kept for backward: measured the same way on every device; the peak
+            # is the allocator's on CUDA (on the CPU, ru_maxrss cannot separate one call's peak)
+            row['saved_mb'] = round(result['saved_mb'])
+            row['peak_mb'] = round(result['peak_mb']) if args.device != 'cpu' else ''
     return row
 
 
@@ -91,16 +95,17 @@ def _plot(rows, path, trained):
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 5))
-    peak = max(max(r.get('peak_mb', 0) for r in rows), 1)
+    memory = 'peak_mb' if rows and rows[0].get('peak_mb') != '' else 'saved_mb'
+    largest = max(max(r[memory] for r in rows), 1)
     for r in rows:
         y = r['bbox_map'] if trained and 'bbox_map' in r else r['gflops_1280x800']
         if y == '':
             continue
-        ax.scatter(r['fwdbwd_ms'], y, s=30 + 400 * r['peak_mb'] / peak, alpha=.6)
+        ax.scatter(r['fwdbwd_ms'], y, s=30 + 400 * r[memory] / largest, alpha=.6)
         ax.annotate(r['model'], (r['fwdbwd_ms'], y), fontsize=8)
     ax.set_xlabel('forward+backward time (ms)')
     ax.set_ylabel('small-set bbox mAP' if trained else 'GFLOPs at 1280x800')
-    ax.set_title('attention ablation (point size = peak memory)')
+    ax.set_title(f'attention ablation (point size = {memory})')
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
