@@ -53,7 +53,7 @@ MIXERS = {
 class _Mixer(nn.Module):
     """``forward(x (B, H, W, C), carry) -> (B, H, W, C)``. ``carry`` is what the block before it
     in the stage handed on (SG-Former's significance map, from a hybrid block to the guided block
-    after it; None otherwise); only the SG mixer sets it, through :meth:`carry_out`."""
+    after it; None otherwise); only the SG mixer sets it, in its ``carry_out`` attribute."""
     carry_out = None
 
 
