@@ -243,11 +243,12 @@ def test_every_variant_exports_its_whole_detector(config, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize('family', sorted(DEMOS))
 def test_compiled_backbone_matches_eager_at_two_sizes(family):
-    """torch.compile (inductor, dynamic shapes) forward parity; minutes per model on 2 CPU cores,
-    hence opt-in (-m slow)."""
+    """torch.compile (inductor) forward parity; minutes per model on 2 CPU cores, hence opt-in
+    (-m slow). Dynamic shapes, except DGT: inductor did not finish its dynamic-shape compile in
+    15 min on 2 cores, while a static compile takes ~40 s per size (one graph per size)."""
     model, _ = _build(DEMOS[family])
     backbone = model.backbone
-    compiled = torch.compile(backbone, dynamic=True)
+    compiled = torch.compile(backbone, dynamic=family != 'DGT')
     for size in [(128, 160), (96, 136)]:
         x = torch.randn(1, 3, *size)
         with torch.no_grad():
