@@ -10,10 +10,13 @@ kernels (so eager results do not change), each with
 - an ONNX translation for the dynamo exporter (:data:`ONNX_TRANSLATIONS`);
 
 and a traced or exported program holding them loads again once this module is imported
-(``import mmvit_ext.deploy_ops`` before ``torch.jit.load`` / ``torch.export.load``). ONNX's ``NonMaxSuppression`` and ``RoiAlign``
-(``coordinate_transformation_mode='half_pixel'``, opset >= 16) compute what mmcv's ``nms``
-(offset 0) and ``roi_align`` (avg, ``aligned=True``) compute.
+(``import mmvit_ext.deploy_ops`` before ``torch.jit.load`` / ``torch.export.load``). ONNX's
+``NonMaxSuppression`` and ``RoiAlign`` (``coordinate_transformation_mode='half_pixel'``,
+opset >= 16) compute what mmcv's ``nms`` (offset 0) and ``roi_align`` (avg, ``aligned=True``)
+compute.
 """
+import functools
+
 import torch
 
 __all__ = ['nms', 'roi_align', 'ONNX_TRANSLATIONS']  # and a stable sort for the dynamo exporter
@@ -21,6 +24,7 @@ __all__ = ['nms', 'roi_align', 'ONNX_TRANSLATIONS']  # and a stable sort for the
 _KEEP_ALL = 2 ** 31 - 1  # NonMaxSuppression's "no limit on kept boxes"
 
 
+@functools.lru_cache(maxsize=None)
 def _ext():
     from mmcv.utils import ext_loader
     return ext_loader.load_ext('_ext', ['nms', 'roi_align_forward'])

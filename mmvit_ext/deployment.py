@@ -192,7 +192,7 @@ def two_stage_tensor_forward(model, img: torch.Tensor):
 
 
 # ----------------------------------------------------------------------------- torch.export
-def free_size_range(height: int, width: int) -> Tuple[int, int]:
+def free_size_range(height: int, width: int, detector: bool = False) -> Tuple[int, int]:
     """Sizes a program exported at ``height x width`` accepts.
 
     ``torch.export`` reasons about every size derived from the input's; where the example has a
@@ -200,8 +200,12 @@ def free_size_range(height: int, width: int) -> Tuple[int, int]:
     count and the program stays fixed to the example. From a 256 x 256 example up every count is
     >= 2 and 240 .. 4096 stays free; smaller examples get 64 .. 4096 (every stride-32 map at least
     2 wide; enough for DilateFormer and SG-Former, while QnA-ViT and DGT then refuse with torch's
-    constraint error)."""
-    return (240, 4096) if min(height, width) >= 256 else (64, 4096)
+    constraint error). A detector's RPN has a stride-64 level, which must be >= 2 wide too: from
+    128 up (or from the example's size, if smaller)."""
+    lo = 240 if min(height, width) >= 256 else 64
+    if detector:
+        lo = max(lo, min(128, height, width))
+    return lo, 4096
 
 
 def export_program(module: nn.Module, img: torch.Tensor):
@@ -210,9 +214,7 @@ def export_program(module: nn.Module, img: torch.Tensor):
     Non-strict tracing; guards that symbolic reasoning cannot prove for the whole range (most are
     divisibility facts true by construction, e.g. a padded size is a multiple of its window)
     become runtime checks instead of failing the export."""
-    lo, hi = free_size_range(*img.shape[-2:])
-    if getattr(module, 'kind', None) == 'detector':  # the RPN's stride-64 level >= 2 wide
-        lo = max(lo, min(128, *img.shape[-2:]))
+    lo, hi = free_size_range(*img.shape[-2:], detector=getattr(module, 'kind', '') == 'detector')
     dims = {'img': {2: torch.export.Dim('height', min=lo, max=hi),
                     3: torch.export.Dim('width', min=lo, max=hi)}}
     with export_rewrites(None):

@@ -14,7 +14,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ['VARIANTS', 'variant_arch', 'size_to_budget', 'backbone_flops', 'SWIN_T_GFLOPS']
+__all__ = ['VARIANTS', 'variant_names', 'variant_arch', 'size_to_budget', 'backbone_flops',
+           'SWIN_T_GFLOPS']
 
 SWIN_T_GFLOPS = 4.5  # Swin-T at 224x224 as its paper states it; the default budget
 
@@ -48,6 +49,14 @@ def variant_arch(variant, width: int, stage3_depth: int = _DEPTHS[2]) -> Dict:
     if spec.get('attn_cfgs'):
         arch['attn_cfgs'] = tuple(spec['attn_cfgs'])
     return arch
+
+
+def variant_names(names: Optional[Sequence[str]] = None) -> List[str]:
+    """``names`` (default: every variant of :data:`VARIANTS`), each checked to be one."""
+    names = list(names or VARIANTS)
+    for name in names:
+        _spec(name)
+    return names
 
 
 def _spec(variant) -> Dict:

@@ -44,13 +44,11 @@ BACKBONES = {
 
 def build_backbone(name):
     """A backbone by its name in :data:`BACKBONES`, or from a config dict (``type`` and args)."""
-    if isinstance(name, dict):
-        from mmvit_ext.registry import MODELS
-        return MODELS.build(dict(name))
-    if name not in BACKBONES:
+    if not isinstance(name, dict) and name not in BACKBONES:
         raise KeyError(f'unknown backbone {name!r}; choose from {sorted(BACKBONES)}')
     from mmvit_ext.registry import MODELS  # importing mmvit_ext registers our backbones
-    return MODELS.build(dict(BACKBONES[name]))  # a 'mmdet.' type resolves in mmdet's registry
+    # a 'mmdet.' type resolves in mmdet's registry
+    return MODELS.build(dict(name if isinstance(name, dict) else BACKBONES[name]))
 
 
 def sg_attention_case(case):

@@ -130,12 +130,12 @@ def main():
     args = parser.parse_args()
 
     import mmvit_ext  # noqa: F401
-    from mmvit_ext.analysis.ablation import VARIANTS, backbone_flops, size_to_budget
+    from mmvit_ext.analysis.ablation import backbone_flops, size_to_budget, variant_names
     from mmvit_ext.analysis.benchmark import format_table
-    names = args.variants or list(VARIANTS)
-    unknown = [n for n in names if n not in VARIANTS]
-    if unknown:
-        sys.exit(f'error: unknown variants {unknown}; choose from {sorted(VARIANTS)}')
+    try:
+        names = variant_names(args.variants)
+    except ValueError as err:
+        sys.exit(f'error: {err}')
     if args.device.startswith('cuda'):
         import torch
         if not torch.cuda.is_available():

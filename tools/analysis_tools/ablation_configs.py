@@ -105,11 +105,11 @@ def main():
     args = parser.parse_args()
 
     import mmvit_ext  # noqa: F401
-    from mmvit_ext.analysis.ablation import VARIANTS, backbone_flops, size_to_budget
-    names = args.variants or list(VARIANTS)
-    unknown = [n for n in names if n not in VARIANTS]
-    if unknown:
-        sys.exit(f'error: unknown variants {unknown}; choose from {sorted(VARIANTS)}')
+    from mmvit_ext.analysis.ablation import backbone_flops, size_to_budget, variant_names
+    try:
+        names = variant_names(args.variants)
+    except ValueError as err:
+        sys.exit(f'error: {err}')
     print(f'{"variant":12s} {"width":>5s} {"depths":12s} {"params M":>8s} {"GFLOPs 224":>10s} '
           f'{"error":>7s} {"GFLOPs 1280x800":>15s}')
     entries = []

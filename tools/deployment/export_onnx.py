@@ -10,10 +10,10 @@ logits, a classifier config the class scores; ``--backbone`` writes the backbone
 alone. Exports with torch's TorchScript-based exporter (what mmdeploy uses; ``--exporter dynamo``
 for the newer one, from a ``torch.export`` program; with both, NMS and RoIAlign become ONNX's
 ``NonMaxSuppression`` and ``RoiAlign``, see ``mmvit_ext.deploy_ops``), runs the file in
-onnxruntime on a real image (``--image``, or a generated image of the built-in small dataset), compares every
-output with PyTorch and prints the difference; with ``--dynamic`` (height and width free) also at
-a second size (``--check-shape``, default H+40 x W-24). Exit status 1 when an output differs by
-more than ``--rtol`` (1e-4, relative to the output's largest value).
+onnxruntime on a real image (``--image``, or a generated image of the built-in small dataset),
+compares every output with PyTorch and prints the difference; with ``--dynamic`` (height and
+width free) also at a second size (``--check-shape``, default H+40 x W-24). Exit status 1 when
+an output differs by more than ``--rtol`` (1e-4, relative to the output's largest value).
 
 Routing (SG-Former's significance sort, DGT's k-means and top-k, a detector's top-k and NMS) is
 discontinuous: where two scores differ by float rounding only, any two runtimes - and PyTorch

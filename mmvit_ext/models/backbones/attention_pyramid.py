@@ -53,8 +53,12 @@ MIXERS = {
 class _Mixer(nn.Module):
     """``forward(x (B, H, W, C), carry) -> (B, H, W, C)``. ``carry`` is what the block before it
     in the stage handed on (SG-Former's significance map, from a hybrid block to the guided block
-    after it; None otherwise); only the SG mixer sets it, in its ``carry_out`` attribute."""
+    after it; None otherwise); only the SG mixer sets it, in its ``carry_out`` attribute.
+    By default ``attn`` is a module on ``(B, H, W, C)`` maps itself."""
     carry_out = None
+
+    def forward(self, x, carry):
+        return self.attn(x)
 
 
 class _MSDAMixer(_Mixer):
@@ -62,17 +66,11 @@ class _MSDAMixer(_Mixer):
         super().__init__()
         self.attn = MultiScaleDilatedAttention(dims, heads, kernel_size, dilations)
 
-    def forward(self, x, carry):
-        return self.attn(x)
-
 
 class _QnAMixer(_Mixer):
     def __init__(self, dims, heads, kernel_size=3, num_queries=2):
         super().__init__()
         self.attn = QnAAttention(dims, dims, heads, kernel_size, 1, num_queries)
-
-    def forward(self, x, carry):
-        return self.attn(x)
 
 
 class _TokenMixer(_Mixer):
