@@ -25,6 +25,7 @@ import torch.nn as nn
 from mmvit_ext import deploy_ops
 
 __all__ = ['exportable', 'export_rewrites', 'export_program', 'free_size_range',
+           'as_tuple', 'max_relative_differences', 'self_drift',
            'plain_adaptive_avg_pool2d',
            'PlainAdaptiveAvgPool2d', 'swap_adaptive_pooling', 'two_stage_tensor_forward']
 
@@ -220,6 +221,47 @@ def export_program(module: nn.Module, img: torch.Tensor):
     with export_rewrites(None):
         return torch.export.export(module, (img, ), dynamic_shapes=dims, strict=False,
                                    prefer_deferred_runtime_asserts_over_guards=True)
+
+
+# ----------------------------------------------------------------------------- comparisons
+PERTURBATION = 1e-5  # relative to the input's largest value: a few float roundings
+PROBES = 4
+NEAR_TIE = 1e-4  # PyTorch's own drift above this: the input sits at a routing near-tie
+
+
+def as_tuple(outputs) -> tuple:
+    return tuple(outputs) if isinstance(outputs, (tuple, list)) else (outputs, )
+
+
+def max_relative_differences(got, ref) -> list:
+    """Max relative difference per output, tensors or arrays (inf where the shapes differ: e.g.
+    NMS kept another number of proposals)."""
+    import numpy as np
+    diffs = []
+    for g, r in zip(got, ref):
+        g = g.detach().numpy() if torch.is_tensor(g) else g
+        r = r.detach().numpy() if torch.is_tensor(r) else r
+        if g.shape != r.shape:
+            diffs.append(float('inf'))
+        elif r.size:
+            diffs.append(float(np.abs(g - r).max() / max(np.abs(r).max(), 1e-12)))
+        else:
+            diffs.append(0.)
+    return diffs
+
+
+def self_drift(module: nn.Module, x: torch.Tensor, ref) -> float:
+    """How far ``module``'s own outputs (``ref`` at ``x``) move when the input moves by a few
+    float roundings (:data:`PROBES` seeded perturbations of :data:`PERTURBATION`). Above
+    :data:`NEAR_TIE` the input sits at a routing near-tie (a sort, top-k, k-means or NMS decided
+    by rounding), where any other runtime or summation order may decide differently."""
+    drift = 0.
+    for seed in range(1, PROBES + 1):
+        noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed))
+        with torch.no_grad():
+            moved = as_tuple(module(x + noise * PERTURBATION * float(x.abs().max())))
+        drift = max(drift, max(max_relative_differences(moved, ref)))
+    return drift
 
 
 # ----------------------------------------------------------------------------- wrapper

@@ -163,6 +163,30 @@ def test_routing_is_kept_for_visualisation_and_bad_settings_are_refused():
         DynamicGroupAttention(16, 2, num_groups=0)
 
 
+@pytest.mark.parametrize('n,groups,topk,chunk',
+                         [(200, 5, 37, 16), (7, 8, 10, 4), (333, 16, 20, 64)])
+def test_symbolic_size_layout_equals_the_reference(n, groups, topk, chunk, monkeypatch):
+    """The layout taken under torch.export / dynamic torch.compile (index grids, no reshape of
+    the token axis), forced here at concrete sizes: same values and gradients."""
+    from mmvit_ext.models.attention import dg_attention
+    monkeypatch.setattr(dg_attention, '_is_symbolic', lambda size: True)
+    test_fast_equals_dense_masked_reference(n, groups, topk, chunk, lean=False)
+
+
+def test_exported_with_a_free_token_count_matches_eager():
+    """torch.export with a symbolic token count takes the index-grid layout; one program is
+    exact at token counts it was not exported at."""
+    torch.manual_seed(0)
+    m = DynamicGroupAttention(32, 4, num_groups=4, topk=24).eval()
+    n = torch.export.Dim('n', min=32, max=4096)
+    program = torch.export.export(m, (torch.randn(1, 300, 32), ), dynamic_shapes=({1: n}, ),
+                                  strict=False).module()
+    for tokens in (300, 77, 1000):
+        x = torch.randn(1, tokens, 32)
+        with torch.no_grad():
+            assert torch.allclose(program(x), m.forward_reference(x), atol=1e-5), tokens
+
+
 def test_group_sums_in_token_blocks_equal_one_product():
     from mmvit_ext.models.attention.dg_attention import _group_sums
     torch.manual_seed(0)

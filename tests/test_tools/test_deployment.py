@@ -105,15 +105,16 @@ def test_routing_near_tie_is_measured_and_said(tmp_path):
     assert worst <= 1e-4 or ('routing near-tie at 168x136' in out and worst <= 2 * drift), out
 
 
-@pytest.mark.slow  # ~70 s on 2 cores: opt-in, to keep the default run's time
-def test_whole_mask_rcnn_through_the_dynamo_exporter(tmp_path):
+@pytest.mark.slow  # ~70 s each on 2 cores: opt-in, to keep the default run's time
+@pytest.mark.parametrize('family', sorted(DEMOS))
+def test_whole_mask_rcnn_through_the_dynamo_exporter(family, tmp_path):
     """NMS and RoIAlign as torch operators (mmvit_ext.deploy_ops) with ONNX translations: the
     whole detector goes through torch.export with free height and width, then to ONNX."""
-    code, out = _export([DEMOS['DilateFormer'], '--exporter', 'dynamo', '--shape', '128', '160',
+    code, out = _export([DEMOS[family], '--exporter', 'dynamo', '--shape', '128', '160',
                          '--dynamic'], tmp_path)
     assert code == 0, out[-3000:]
-    assert '(DilateFormer detector, dynamo exporter, opset 18, dynamic size)' in out
-    _assert_matches(out, 'DilateFormer', ['128x160', '168x136'])
+    assert f'({family} detector, dynamo exporter, opset 18, dynamic size)' in out
+    _assert_matches(out, family, ['128x160', '168x136'])
     import onnx
     ops = {node.op_type for node in onnx.load(str(tmp_path / 'm.onnx')).graph.node}
     assert {'NonMaxSuppression', 'RoiAlign'} <= ops, ops
@@ -190,27 +191,33 @@ def test_plain_adaptive_pooling_equals_pytorch(size, out):
                           atol=1e-6)
 
 
-@pytest.mark.parametrize('family', [
-    'DilateFormer', 'QnAViT', 'SGFormer',
-    pytest.param('DGT', marks=pytest.mark.slow)])  # DGT: ~2.5 min to trace its k-means
+@pytest.mark.parametrize('family', sorted(DEMOS))
 def test_torch_export_keeps_height_and_width_free(family):
     """torch.export with dynamic height and width: one program, exact at sizes it was not
-    exported at (odd ones, and ones where nothing or everything is padded)."""
-    from mmvit_ext.deployment import export_program, exportable, free_size_range
+    exported at (odd ones, ones where nothing or everything is padded, and one whose token
+    counts cross the size tests of eager fast paths, e.g. DGT's blocked group sums at 2048).
+    Where eager takes another summation order than the program (DGT's group sums at >= 2048
+    tokens), a k-means near-tie may go the other way: allowed only where eager itself moves as
+    much under a 1e-5 input change (the export tool's rule)."""
+    from mmvit_ext.deployment import (NEAR_TIE, export_program, exportable, free_size_range,
+                                      max_relative_differences, self_drift)
     model, scope = _build(DEMOS[family])
     module = exportable(model, scope, whole=False)
     assert free_size_range(256, 320) == (240, 4096)
     program = export_program(module, torch.randn(1, 3, 256, 320)).module()
-    for size in [(288, 280), (245, 251), (240, 448)]:
+    for size in [(288, 280), (245, 251), (240, 448), (512, 544)]:
         x = torch.randn(1, 3, *size)
         with torch.no_grad():
-            for a, b in zip(program(x), module(x)):
-                assert a.shape == b.shape
-                assert float((a - b).abs().max() / b.abs().max()) < 1e-5, (size, family)
+            got, ref = program(x), module(x)
+        assert [a.shape for a in got] == [b.shape for b in ref], (size, family)
+        worst = max(max_relative_differences(got, ref))
+        if worst >= 1e-5:
+            drift = self_drift(module, x, ref)
+            assert family in ROUTING and drift > NEAR_TIE and worst <= 2 * drift, (
+                size, family, worst, drift)
 
 
-@pytest.mark.parametrize('family', [
-    'QnAViT', pytest.param('DGT', marks=pytest.mark.slow)])  # DGT: ~4 min on 2 cores
+@pytest.mark.parametrize('family', ['QnAViT', 'DGT'])
 def test_dynamo_onnx_export_of_windowed_and_grouped_backbones(family, tmp_path):
     """Through the dynamo exporter with free height and width (from torch.export)."""
     code, out = _export([DEMOS[family], '--backbone', '--exporter', 'dynamo', '--image', 'noise',
@@ -225,18 +232,21 @@ VARIANTS = sorted(osp.relpath(p, REPO)
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize('exporter', ['torchscript', 'dynamo'])
 @pytest.mark.parametrize('config', VARIANTS)
-def test_every_variant_exports_its_whole_detector(config, tmp_path):
-    """Every zoo variant (T/S/M/B): backbone on noise, then the whole Mask R-CNN, free height and
-    width, random weights (a random RPN scores every anchor ~0.5: its top-k and NMS sit at
-    near-ties, which the tool measures and says)."""
+def test_every_variant_exports_its_whole_detector(config, exporter, tmp_path):
+    """Every zoo variant (T/S/M/B) through both exporters: backbone on noise, then the whole
+    Mask R-CNN, free height and width, random weights (a random RPN scores every anchor ~0.5: its
+    top-k and NMS sit at near-ties, which the tool measures and says)."""
     code, out = _export([config, '--backbone', '--image', 'noise', '--shape', '256', '320',
-                         '--dynamic'], tmp_path)
+                         '--dynamic', '--exporter', exporter], tmp_path)
     assert code == 0, out[-3000:]
     family = re.search(r'\((\w+) backbone,', out).group(1)
     _assert_matches(out, family, ['256x320', '296x296'])
-    code, out = _export([config, '--shape', '256', '320', '--dynamic'], tmp_path)
+    code, out = _export([config, '--shape', '256', '320', '--dynamic', '--exporter', exporter],
+                        tmp_path)
     assert code == 0, out[-3000:]
+    assert f'({family} detector, {exporter} exporter' in out
     _assert_matches(out, family, ['256x320', '296x296'])
 
 
@@ -244,11 +254,10 @@ def test_every_variant_exports_its_whole_detector(config, tmp_path):
 @pytest.mark.parametrize('family', sorted(DEMOS))
 def test_compiled_backbone_matches_eager_at_two_sizes(family):
     """torch.compile (inductor) forward parity; minutes per model on 2 CPU cores, hence opt-in
-    (-m slow). Dynamic shapes, except DGT: inductor did not finish its dynamic-shape compile in
-    15 min on 2 cores, while a static compile takes ~40 s per size (one graph per size)."""
+    (-m slow). Dynamic shapes: one graph for both sizes."""
     model, _ = _build(DEMOS[family])
     backbone = model.backbone
-    compiled = torch.compile(backbone, dynamic=family != 'DGT')
+    compiled = torch.compile(backbone, dynamic=True)
     for size in [(128, 160), (96, 136)]:
         x = torch.randn(1, 3, *size)
         with torch.no_grad():

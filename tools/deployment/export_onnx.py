@@ -33,9 +33,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-PERTURBATION = 1e-5  # relative to the input's largest value: a few float roundings
-PROBES = 4
-NEAR_TIE = 1e-4  # PyTorch's own drift above this: the input sits at a routing near-tie
+from mmvit_ext.deployment import (NEAR_TIE, PERTURBATION, as_tuple,  # noqa: E402
+                                  max_relative_differences, self_drift)
 
 
 def _image(path, shape):
@@ -61,37 +60,6 @@ def _tensor(img, cfg):
     mean = np.array(pre.get('mean', [123.675, 116.28, 103.53]), np.float32)
     std = np.array(pre.get('std', [58.395, 57.12, 57.375]), np.float32)
     return torch.from_numpy(((img - mean) / std).transpose(2, 0, 1)[None].copy())
-
-
-def _as_tuple(outputs):
-    return tuple(outputs) if isinstance(outputs, (tuple, list)) else (outputs, )
-
-
-def _differences(got, ref):
-    """Max relative difference per output (inf where the shapes differ: e.g. NMS kept another
-    number of proposals)."""
-    diffs = []
-    for g, r in zip(got, ref):
-        g = g.numpy() if torch.is_tensor(g) else g
-        r = r.numpy()
-        if g.shape != r.shape:
-            diffs.append(float('inf'))
-        elif r.size:
-            diffs.append(float(np.abs(g - r).max() / max(np.abs(r).max(), 1e-12)))
-        else:
-            diffs.append(0.)
-    return diffs
-
-
-def _self_drift(module, x, ref):
-    """How far PyTorch's own outputs move when the input moves by a few float roundings."""
-    drift = 0.
-    for seed in range(1, PROBES + 1):
-        noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed))
-        with torch.no_grad():
-            moved = _as_tuple(module(x + noise * PERTURBATION * float(x.abs().max())))
-        drift = max(drift, max(_differences(moved, ref)))
-    return drift
 
 
 def _fmt(values):
@@ -149,7 +117,7 @@ def main():
     img = _tensor(_image(args.image, args.shape), cfg)
     with export_rewrites(args.opset if module.kind == 'detector' else None):
         with torch.no_grad():
-            outputs = _as_tuple(module(img))
+            outputs = as_tuple(module(img))
         names = [f'out{i}' for i in range(len(outputs))]
         with warnings.catch_warnings():
             warnings.simplefilter('ignore')
@@ -182,9 +150,9 @@ def main():
             x = _tensor(_image(args.image, shape), cfg)
             got = session.run(None, {session.get_inputs()[0].name: x.numpy()})
             with torch.no_grad():
-                ref = _as_tuple(module(x))
-            diffs = _differences(got, ref)
-            drift = _self_drift(module, x, ref)
+                ref = as_tuple(module(x))
+            diffs = max_relative_differences(got, ref)
+            drift = self_drift(module, x, ref)
             print(f'onnxruntime vs PyTorch at {shape[0]}x{shape[1]}: max relative difference per '
                   f'output {_fmt(diffs)}; PyTorch vs itself under a {PERTURBATION:.0e} input '
                   f'perturbation: {_fmt([drift])}')

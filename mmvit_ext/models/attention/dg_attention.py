@@ -65,7 +65,7 @@ def _group_sums(x: torch.Tensor, assign: torch.Tensor, groups: int, block: int =
     onehot = F.one_hot(assign, groups).to(x.dtype)  # (BH, N, G)
     counts = onehot.sum(1)
     nb = N // block
-    if nb < 2 or plain_path_required():  # exporters: one product (no size-dependent branches)
+    if plain_path_required() or nb < 2:  # exporters: one product, no guard on the size
         return onehot.transpose(1, 2) @ x, counts
     full = nb * block  # whole blocks as the batch, the remainder as one more product
     sums = (onehot[:, :full].reshape(BH * nb, block, groups).transpose(1, 2)
@@ -164,6 +164,7 @@ def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, routing
         L = chunk_size or EXPORT_CHUNK_SIZE
     else:
         L = min(chunk_size or auto_chunk_size(N, groups), N)
+    symbolic = _is_symbolic(N)
     with torch.no_grad():
         # a counting sort of the queries by group, without a sort op (exporters lack a stable
         # one): a query's rank in its group is the running count of its group's one-hot column
@@ -179,6 +180,10 @@ def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, routing
         chunk_group = (chunk_end[:, None, :] <= chunk_ids[None, :, None]).sum(-1)
         chunk_group = chunk_group.clamp(max=groups - 1)  # unused tail chunks: any group
         chunk_keys = key_index.gather(1, chunk_group[..., None].expand(-1, -1, kk))
+    if symbolic:  # outside no_grad: gradients flow through q, k, v
+        return _grouped_attention_symbolic(q, k, v, slot_of_token, chunk_keys, num_chunks, L,
+                                           scale, dropout_p)
+    with torch.no_grad():
         # row indices into the (BH * rows, d) flattened tensors: index_select on rows is much
         # faster on CPU than gather/scatter with an index expanded over d
         base = torch.arange(BH, device=q.device)[:, None]
@@ -195,6 +200,30 @@ def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, routing
     vc = v.reshape(-1, d).index_select(0, key_rows).reshape(BH, num_chunks, kk, d)
     out = F.scaled_dot_product_attention(padded, kc, vc, dropout_p=dropout_p, scale=scale)
     return out.reshape(-1, d).index_select(0, slot_of_token).reshape(BH, N, d)
+
+
+def _is_symbolic(size) -> bool:
+    return isinstance(size, torch.SymInt)
+
+
+def _grouped_attention_symbolic(q, k, v, slot_of_token, chunk_keys, num_chunks, L, scale,
+                                dropout_p):
+    """The chunked layout of :func:`grouped_attention` for symbolic sizes (torch.export, dynamic
+    torch.compile): the same gathers as batched indexing into ``(BH, chunks, L)`` index grids,
+    with no reshape that splits a symbolic dimension. Such a split makes the tracer simplify the
+    token count's nested floor divisions with sympy, which took minutes per block."""
+    BH, N, d = q.shape
+    with torch.no_grad():
+        batch = torch.arange(BH, device=q.device)
+        chunk_of_token, place_of_token = slot_of_token // L, slot_of_token % L
+        token_of_slot = torch.full((BH, num_chunks, L), N, dtype=torch.long, device=q.device)
+        token_of_slot = token_of_slot.index_put(
+            (batch[:, None], chunk_of_token, place_of_token),
+            torch.arange(N, device=q.device).expand(BH, N))
+    padded = torch.cat([q, q.new_zeros(BH, 1, d)], dim=1)[batch[:, None, None], token_of_slot]
+    kc, vc = k[batch[:, None, None], chunk_keys], v[batch[:, None, None], chunk_keys]
+    out = F.scaled_dot_product_attention(padded, kc, vc, dropout_p=dropout_p, scale=scale)
+    return out[batch[:, None], chunk_of_token, place_of_token]
 
 
 def dg_attention_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
@@ -302,7 +331,9 @@ class DynamicGroupAttention(nn.Module):
             self.last_routing = DGRouting(*(t[:self.num_heads].detach() for t in routing))
         self.exact_attention_flops = 2 * out.shape[0] * N * routing.key_index.shape[-1] * (
             C // self.num_heads)
-        out = out.reshape(B, self.num_heads, N, -1).transpose(1, 2).reshape(B, N, C)
+        # no -1: inferring it divides by the symbolic N under torch.export (slow to simplify)
+        out = out.reshape(B, self.num_heads, N, C // self.num_heads).transpose(1, 2).reshape(
+            B, N, C)
         return self.proj_drop(self.proj(out))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

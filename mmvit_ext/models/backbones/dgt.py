@@ -28,7 +28,7 @@ from ...registry import MODELS
 from ..attention.dg_attention import DynamicGroupAttention
 from ..layers import (DropPath, arch_name, check_stage_indices, drop_path_rates,
                       pretrained_to_init_cfg, resolve_arch)
-from ..ops import irffn_hidden, plain_path_required
+from ..ops import ceil_div, irffn_hidden, plain_path_required
 from .base import PyramidBackbone, vit_init_
 
 __all__ = ['DGT']
@@ -110,7 +110,9 @@ class PatchConv(nn.Module):
     def forward(self, x):  # NCHW
         H, W = x.shape[2:]
         if plain_path_required() or H % 2 or W % 2:  # exporters: no frozen size test
-            x = F.pad(x, (0, W % 2, 0, H % 2))
+            # ceil_div, not H % 2: a traced Mod nested in the next stage's sizes makes
+            # torch.export's symbolic simplification much slower
+            x = F.pad(x, (0, ceil_div(W, 2) * 2 - W, 0, ceil_div(H, 2) * 2 - H))
         return self.norm(self.proj(x).permute(0, 2, 3, 1))
 
 
