@@ -1,4 +1,6 @@
-"""Benchmark cases, run one per process by ``python -m mmvit_ext.analysis.bench_cases --child JSON``.
+"""Benchmark cases, one per process: :func:`run_child` in a process forked for the case by
+:func:`~.benchmark.run_case_in_subprocess`, or ``python -m mmvit_ext.analysis.bench_cases --child
+JSON`` by hand.
 
 Case kinds:
   * ``attention``: an attention operator at a feature-map shape, forward or forward+backward:
@@ -230,19 +232,22 @@ def flops_case(case):
                 params=result['params'])
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument('--child', required=True)
-    case = json.loads(parser.parse_args().child)
+def run_child(case):
+    """One case in a fresh process (see :func:`~.benchmark.run_case_in_subprocess`): the case
+    with its results added."""
     torch.manual_seed(0)
     if case['device'] == 'cpu':
         torch.set_num_threads(case.get('threads', 1))
     if case['kind'] == 'flops':
-        print(json.dumps(dict(case, **flops_case(case))))
-        return
+        return dict(case, **flops_case(case))
     run = attention_case(case) if case['kind'] == 'attention' else backbone_case(case)
-    result = measure(run, case['device'], case.get('warmup', 1), case.get('repeat', 3))
-    print(json.dumps(dict(case, **result)))
+    return dict(case, **measure(run, case['device'], case.get('warmup', 1), case.get('repeat', 3)))
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--child', required=True)
+    print(json.dumps(run_child(json.loads(parser.parse_args().child))))
 
 
 if __name__ == '__main__':

@@ -1,7 +1,8 @@
 """Time and peak-memory measurement, one fresh process per case.
 
-Protocol (see the project's performance notes): each case runs in its own Python process so that
-allocator caches of one case do not hide another's memory. The first call measures peak memory,
+Protocol (see the project's performance notes): each case runs in its own process (forked from a
+server that has only imported the modules) so that allocator caches of one case do not hide
+another's memory. The first call measures peak memory,
 then ``warmup`` untimed and ``repeat`` timed calls follow; the best and the median wall time are
 reported.
 
@@ -10,11 +11,7 @@ reported.
 * CUDA: ``torch.cuda.max_memory_allocated`` growth over the first call; timing with
   ``torch.cuda.synchronize``.
 """
-import json
-import os
 import resource
-import subprocess
-import sys
 import time
 from typing import Callable, Dict, List
 
@@ -77,17 +74,47 @@ def saved_activation_bytes(fn: Callable[[], object], exclude=()) -> int:
     return sum(storages.values())
 
 
+def _child(module: str, case: Dict, conn) -> None:
+    import importlib
+    import traceback
+    try:
+        conn.send((True, importlib.import_module(module).run_child(case)))
+    except BaseException:  # noqa: B902  (anything the case raises goes back as text)
+        conn.send((False, traceback.format_exc()))
+    finally:
+        conn.close()
+
+
 def run_case_in_subprocess(module: str, case: Dict, timeout: float = 1800) -> Dict:
-    """Run ``python -m <module> --child '<json>'`` and parse the JSON line it prints last."""
-    env = dict(os.environ)
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env['PYTHONPATH'] = root + os.pathsep + env.get('PYTHONPATH', '')
-    proc = subprocess.run([sys.executable, '-m', module, '--child', json.dumps(case)],
-                          capture_output=True, text=True, timeout=timeout, env=env)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith('{')]
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f'benchmark case {case} failed:\n{proc.stderr[-3000:]}')
-    return json.loads(lines[-1])
+    """Run ``<module>.run_child(case)`` in a fresh process and return its result dict.
+
+    The processes fork from one forkserver that has imported ``module`` (torch, the frameworks,
+    mmvit_ext) but run nothing: each case still starts from a process whose memory, allocator
+    caches and thread pools no other case touched, without paying the ~5 s import per case. On
+    the CPU the peak is the growth of the case's own ``ru_maxrss`` (see :func:`measure`)."""
+    import multiprocessing
+    ctx = multiprocessing.get_context('forkserver')
+    ctx.set_forkserver_preload([module])  # takes effect when the server starts (first case)
+    receive, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(module, case, send))
+    proc.start()
+    send.close()
+    try:
+        if not receive.poll(timeout):
+            proc.kill()
+            raise RuntimeError(f'benchmark case {case} did not finish in {timeout:.0f} s')
+        ok, result = receive.recv()
+    except EOFError:  # the process died without a word: killed (out of memory?) or crashed
+        proc.join()
+        raise RuntimeError(f'benchmark case {case} failed: its process ended with exit code '
+                           f'{proc.exitcode} (killed by the system if negative, e.g. out of '
+                           f'memory)') from None
+    finally:
+        receive.close()
+    proc.join()
+    if not ok:
+        raise RuntimeError(f'benchmark case {case} failed:\n{result[-3000:]}')
+    return result
 
 
 def format_table(rows: List[Dict], columns: List[str]) -> str:

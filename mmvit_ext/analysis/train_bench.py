@@ -94,15 +94,19 @@ def run_case(case):
             return json.load(f)
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument('--child', required=True)
-    case = json.loads(parser.parse_args().child)
+def run_child(case):
+    """One training case in a fresh process: the case with its step times added."""
     if case.get('threads'):
         import torch
         torch.set_num_threads(case['threads'])
-    os.environ.setdefault('PYTHONHASHSEED', '0')
-    print(json.dumps(dict(case, **run_case(case))))
+    os.environ.setdefault('PYTHONHASHSEED', '0')  # for the processes it starts
+    return dict(case, **run_case(case))
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--child', required=True)
+    print(json.dumps(run_child(json.loads(parser.parse_args().child))))
 
 
 if __name__ == '__main__':

@@ -37,6 +37,22 @@ def test_get_flops_reads_configs_of_installed_packages():
     assert proc.returncode != 0 and 'no such config in the installed mmdet' in proc.stderr
 
 
+def test_each_benchmark_case_runs_in_a_fresh_process_and_failures_say_why():
+    """Cases fork from a server that imported the modules once; each reports its own peak (a
+    second identical case in the same process would find ru_maxrss already raised)."""
+    from mmvit_ext.analysis.benchmark import run_case_in_subprocess
+    case = dict(kind='attention', op='msda_reference', mode='fwd', size=[96, 96], channels=48,
+                heads=3, batch=1, device='cpu', threads=1, repeat=1, warmup=0)
+    first, second = (run_case_in_subprocess('mmvit_ext.analysis.bench_cases', case)
+                     for _ in range(2))
+    assert first['op'] == 'msda_reference' and first['time_ms'] > 0 and first['peak_mb'] > 5
+    assert second['peak_mb'] > 0.5 * first['peak_mb'], (first, second)
+    with pytest.raises(RuntimeError, match=r"(?s)failed:.*KeyError: 'kind'"):
+        run_case_in_subprocess('mmvit_ext.analysis.bench_cases', dict(device='cpu'))
+    with pytest.raises(RuntimeError, match='exit code 3'):
+        run_case_in_subprocess('tests.test_tools.exit_case', dict(code=3))
+
+
 def test_attention_benchmark_reports_both_forms_and_ratios():
     out = _run(['tools/analysis_tools/benchmark_attention.py', '--size', '24', '40', '--repeat', '1'])
     assert 'msda_reference (unfold)' in out and 'msda (ours)' in out
