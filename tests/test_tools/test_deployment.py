@@ -227,8 +227,9 @@ def test_dynamo_onnx_export_of_windowed_and_grouped_backbones(family, tmp_path):
     _assert_matches(out, family, ['256x320', '296x296'])
 
 
-VARIANTS = sorted(osp.relpath(p, REPO)
-                  for p in glob.glob(f'{REPO}/configs/*/mask-rcnn_*_fpn_1x_coco.py'))
+VARIANTS = sorted(osp.relpath(p, REPO)  # the four families' zoo (not the ablation's variants)
+                  for p in glob.glob(f'{REPO}/configs/*/mask-rcnn_*_fpn_1x_coco.py')
+                  if '/ablation/' not in p)
 
 
 @pytest.mark.slow
@@ -247,6 +248,24 @@ def test_every_variant_exports_its_whole_detector(config, exporter, tmp_path):
                         tmp_path)
     assert code == 0, out[-3000:]
     assert f'({family} detector, {exporter} exporter' in out
+    _assert_matches(out, family, ['256x320', '296x296'])
+
+
+SEG_VARIANTS = sorted(osp.relpath(p, REPO)
+                      for p in glob.glob(f'{REPO}/configs/*/*_upernet_8xb2-160k_ade20k-512x512.py')
+                      if '/ablation/' not in p)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('exporter', ['torchscript', 'dynamo'])
+@pytest.mark.parametrize('config', SEG_VARIANTS)
+def test_every_variant_exports_its_whole_upernet(config, exporter, tmp_path):
+    """Every zoo variant's UperNet (the ADE20K 160k config, random weights) through both
+    exporters, free height and width, on noise."""
+    code, out = _export([config, '--image', 'noise', '--shape', '256', '320', '--dynamic',
+                         '--exporter', exporter], tmp_path)
+    assert code == 0, out[-3000:]
+    family = re.search(r'\((\w+) segmentor, ' + exporter, out).group(1)
     _assert_matches(out, family, ['256x320', '296x296'])
 
 
