@@ -227,9 +227,13 @@ def test_dynamo_onnx_export_of_windowed_and_grouped_backbones(family, tmp_path):
     _assert_matches(out, family, ['256x320', '296x296'])
 
 
-VARIANTS = sorted(osp.relpath(p, REPO)  # the four families' zoo (not the ablation's variants)
-                  for p in glob.glob(f'{REPO}/configs/*/mask-rcnn_*_fpn_1x_coco.py')
+def _zoo_configs(pattern):
+    """The four families' configs matching ``pattern`` (not the ablation's variants)."""
+    return sorted(osp.relpath(p, REPO) for p in glob.glob(f'{REPO}/configs/*/{pattern}')
                   if '/ablation/' not in p)
+
+
+VARIANTS = _zoo_configs('mask-rcnn_*_fpn_1x_coco.py')
 
 
 @pytest.mark.slow
@@ -251,9 +255,7 @@ def test_every_variant_exports_its_whole_detector(config, exporter, tmp_path):
     _assert_matches(out, family, ['256x320', '296x296'])
 
 
-SEG_VARIANTS = sorted(osp.relpath(p, REPO)
-                      for p in glob.glob(f'{REPO}/configs/*/*_upernet_8xb2-160k_ade20k-512x512.py')
-                      if '/ablation/' not in p)
+SEG_VARIANTS = _zoo_configs('*_upernet_8xb2-160k_ade20k-512x512.py')
 
 
 @pytest.mark.slow
