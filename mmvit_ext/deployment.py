@@ -5,7 +5,9 @@ and UperNet that do not trace: NMS (mmcv's has no ONNX symbolic), RoIAlign (mmcv
 shifts boxes by half a pixel twice at opset >= 16), the RoI extractor's per-level branches, the
 RPN's size-dependent branches and mmdet's stale ONNX decoding path (it imports ``mmdet.core``),
 and adaptive average pooling at sizes that do not divide (PPM). This module does the same in a
-few small pieces, each equal to the eager model on the same input (tested):
+few small pieces, each equal to the eager model on the same input (tested), plus two that keep a
+``torch.export`` program's height and width free (the RPN's per-level cut at ``nms_pre``, FPN's
+stride-2 extra level):
 
 - :func:`exportable` wraps a model as ``img -> tensors``: the backbone alone, a classifier's
   logits, a segmentor's logits, or a Mask R-CNN's proposals and head outputs (Cascade Mask
@@ -21,11 +23,12 @@ from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from mmvit_ext import deploy_ops
 
 __all__ = ['exportable', 'export_rewrites', 'export_program', 'free_size_range',
-           'as_tuple', 'max_relative_differences', 'self_drift',
+           'as_tuple', 'example_input', 'max_relative_differences', 'self_drift',
            'plain_adaptive_avg_pool2d',
            'PlainAdaptiveAvgPool2d', 'swap_adaptive_pooling', 'two_stage_tensor_forward']
 
@@ -117,25 +120,57 @@ def check_detector_opset(opset: int) -> None:
                          f'coordinate_transformation_mode), got --opset {opset}')
 
 
+class _FunctionalForFPN:
+    """``torch.nn.functional`` as mmdet's FPN module sees it inside :func:`export_rewrites`.
+
+    FPN's extra level is ``max_pool2d(x, 1, stride=2)``: the same values as ``x[..., ::2, ::2]``.
+    torch 2.11's shape rule for pooling tests the parity of the input size, so ``torch.export``
+    fixed a whole detector to the parity of the example's stride-32 map (a 256 x 320 program
+    refused 352 x 384 inputs; found on the GPU machine's torch 2.11, not seen with 2.13). The
+    strided slice has a plain ``ceil(n / 2)`` size."""
+
+    def __getattr__(self, name):
+        return getattr(F, name)
+
+    @staticmethod
+    def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+                   return_indices=False):
+        if kernel_size in (1, (1, 1)) and padding in (0, (0, 0)) and not ceil_mode \
+                and not return_indices and isinstance(stride, int):
+            return x[..., ::stride, ::stride]
+        return F.max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode=ceil_mode,
+                            return_indices=return_indices)
+
+
 @contextmanager
 def export_rewrites(opset: Optional[int] = 17):
     """Trace and export a model from :func:`exportable` inside this context (``opset``: the
     ONNX opset it is exported at; ``None`` when it is only traced or run)."""
     import importlib
     roi_align_module = importlib.import_module('mmcv.ops.roi_align')  # also a function name
+    fpn_module = importlib.import_module('mmdet.models.necks.fpn')
     from mmdet.models.roi_heads.roi_extractors import SingleRoIExtractor
     if opset is not None:
         check_detector_opset(opset)
-    saved = (roi_align_module.RoIAlign.forward, SingleRoIExtractor.forward)
+    saved = (roi_align_module.RoIAlign.forward, SingleRoIExtractor.forward, fpn_module.F)
     roi_align_module.RoIAlign.forward = _roi_align_op
     SingleRoIExtractor.forward = _roi_extractor_all_levels
+    fpn_module.F = _FunctionalForFPN()
     try:
         yield
     finally:
-        roi_align_module.RoIAlign.forward, SingleRoIExtractor.forward = saved
+        (roi_align_module.RoIAlign.forward, SingleRoIExtractor.forward, fpn_module.F) = saved
 
 
 # ----------------------------------------------------------------------------- Mask R-CNN
+def _cut(count, limit: int):
+    """Length of ``x[:limit]`` for ``count`` items. A plain ``[:limit]`` of a symbolic count makes
+    torch.export fix the program to the example's side of the limit (a runtime assert, or, in
+    an ONNX file, a count from the example); ``sym_min`` keeps it free. Tracing (TorchScript,
+    count a plain int) keeps the constant: ONNX Slice clamps it to the size."""
+    return torch.sym_min(count, limit) if isinstance(count, torch.SymInt) else limit
+
+
 def _rpn_proposals(rpn, feats, height, width):
     """The RPN's proposals of one image (mmdet's RPNHead.predict, without size-dependent branches:
     every level is sorted and cut at ``nms_pre``, every box goes through the size filter)."""
@@ -152,7 +187,8 @@ def _rpn_proposals(rpn, feats, height, width):
         delta = bbox_pred[0].permute(1, 2, 0).reshape(-1, 4)
         if cfg.get('nms_pre', -1) > 0:
             score, order = score.sort(descending=True)
-            score, order = score[:cfg.nms_pre], order[:cfg.nms_pre]
+            keep = _cut(score.shape[0], cfg.nms_pre)
+            score, order = score[:keep], order[:keep]
             delta, prior = delta[order], prior[order]
         scores.append(score)
         deltas.append(delta)
@@ -239,8 +275,8 @@ def max_relative_differences(got, ref) -> list:
     import numpy as np
     diffs = []
     for g, r in zip(got, ref):
-        g = g.detach().numpy() if torch.is_tensor(g) else g
-        r = r.detach().numpy() if torch.is_tensor(r) else r
+        g = g.detach().cpu().numpy() if torch.is_tensor(g) else g
+        r = r.detach().cpu().numpy() if torch.is_tensor(r) else r
         if g.shape != r.shape:
             diffs.append(float('inf'))
         elif r.size:
@@ -257,11 +293,38 @@ def self_drift(module: nn.Module, x: torch.Tensor, ref) -> float:
     by rounding), where any other runtime or summation order may decide differently."""
     drift = 0.
     for seed in range(1, PROBES + 1):
-        noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed))
+        noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed)).to(x)
         with torch.no_grad():
             moved = as_tuple(module(x + noise * PERTURBATION * float(x.abs().max())))
         drift = max(drift, max(max_relative_differences(moved, ref)))
     return drift
+
+
+def example_input(image: Optional[str], shape, cfg) -> torch.Tensor:
+    """(1, 3, H, W) input normalised by the config's data preprocessor: ``image`` is a file, or
+    ``'noise'`` (uniform noise: no flat regions, so no tokens tied by symmetry), or None (an
+    image of the built-in small COCO set), resized to ``shape``."""
+    import cv2
+    import numpy as np
+    if image == 'noise':
+        rng = np.random.default_rng(0)
+        img = rng.uniform(0, 255, (shape[0], shape[1], 3)).astype(np.float32)
+    else:
+        if image:
+            img = cv2.imread(image, cv2.IMREAD_COLOR)
+            if img is None:
+                raise FileNotFoundError(f'cannot read image {image}')
+            img = img[..., ::-1]
+        else:
+            from mmvit_ext.datasets.small import _render, _sample_scene
+            rng = np.random.default_rng(0)
+            h, w = 480, 640
+            img = np.asarray(_render(rng, h, w, _sample_scene(rng, h, w, 3, 80, 200))[0])
+        img = cv2.resize(np.ascontiguousarray(img), (shape[1], shape[0])).astype(np.float32)
+    pre = cfg.get('data_preprocessor') or cfg.model.get('data_preprocessor') or {}
+    mean = np.array(pre.get('mean', [123.675, 116.28, 103.53]), np.float32)
+    std = np.array(pre.get('std', [58.395, 57.12, 57.375]), np.float32)
+    return torch.from_numpy(((img - mean) / std).transpose(2, 0, 1)[None].copy())
 
 
 # ----------------------------------------------------------------------------- wrapper

@@ -2,7 +2,7 @@
 
     python tools/deployment/export_onnx.py CONFIG [CHECKPOINT] --shape H W [--dynamic]
         [--backbone] [--opset 17] [--exporter torchscript|dynamo] [--image IMG]
-        [--check-shape H W] [--out FILE] [--rtol R]
+        [--check-shape H W] [--no-optimize] [--out FILE] [--rtol R]
 
 Writes the whole model in tensor mode (``mmvit_ext.deployment``): a Mask R-CNN config gives
 proposals and the box and mask heads' outputs of one image, an UperNet config the segmentation
@@ -34,32 +34,14 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from mmvit_ext.deployment import (NEAR_TIE, PERTURBATION, as_tuple,  # noqa: E402
-                                  max_relative_differences, self_drift)
+                                  example_input, max_relative_differences, self_drift)
 
 
-def _image(path, shape):
-    import cv2
-    if path == 'noise':  # uniform noise: no flat regions, so no tokens tied by symmetry
-        rng = np.random.default_rng(0)
-        return rng.uniform(0, 255, (shape[0], shape[1], 3)).astype(np.float32)
-    if path:
-        img = cv2.imread(path, cv2.IMREAD_COLOR)
-        if img is None:
-            sys.exit(f'error: cannot read image {path}')
-        img = img[..., ::-1]
-    else:  # an image of the built-in small COCO set
-        from mmvit_ext.datasets.small import _render, _sample_scene
-        rng = np.random.default_rng(0)
-        h, w = 480, 640
-        img = np.asarray(_render(rng, h, w, _sample_scene(rng, h, w, 3, 80, 200))[0])
-    return cv2.resize(np.ascontiguousarray(img), (shape[1], shape[0])).astype(np.float32)
-
-
-def _tensor(img, cfg):
-    pre = cfg.get('data_preprocessor') or cfg.model.get('data_preprocessor') or {}
-    mean = np.array(pre.get('mean', [123.675, 116.28, 103.53]), np.float32)
-    std = np.array(pre.get('std', [58.395, 57.12, 57.375]), np.float32)
-    return torch.from_numpy(((img - mean) / std).transpose(2, 0, 1)[None].copy())
+def _input(image, shape, cfg):
+    try:
+        return example_input(image, shape, cfg)
+    except FileNotFoundError as err:
+        sys.exit(f'error: {err}')
 
 
 def _fmt(values):
@@ -79,6 +61,9 @@ def main():
                         'built-in small dataset, whose flat regions make SG-Former routing ties)')
     parser.add_argument('--check-shape', type=int, nargs=2, metavar=('H', 'W'),
                         help='second size checked with --dynamic (default H+40 x W-24)')
+    parser.add_argument('--no-optimize', action='store_true',
+                        help="dynamo exporter: skip onnxscript's graph optimizer (minutes on the "
+                             'large variants\' whole detectors; the file keeps more nodes)')
     parser.add_argument('--out')
     parser.add_argument('--rtol', type=float, default=1e-4)
     args = parser.parse_args()
@@ -114,7 +99,7 @@ def main():
             sys.exit(f'error: {err}')
     family = type(model.backbone).__name__
     out = args.out or osp.splitext(osp.basename(args.config))[0] + '.onnx'
-    img = _tensor(_image(args.image, args.shape), cfg)
+    img = _input(args.image, args.shape, cfg)
     with export_rewrites(args.opset if module.kind == 'detector' else None):
         with torch.no_grad():
             outputs = as_tuple(module(img))
@@ -137,7 +122,8 @@ def main():
                                  f'--shape 256 320 or larger (sizes 240..4096 stay free)')
                 torch.onnx.export(program, (img, ), out, dynamo=True,
                                   opset_version=max(args.opset, 18), input_names=['img'],
-                                  output_names=names, custom_translation_table=ONNX_TRANSLATIONS)
+                                  output_names=names, custom_translation_table=ONNX_TRANSLATIONS,
+                                  optimize=not args.no_optimize)
         opset = args.opset if args.exporter == 'torchscript' else max(args.opset, 18)
         print(f'wrote {out} ({family} {module.kind}, {args.exporter} exporter, opset {opset}, '
               f'{"dynamic" if args.dynamic else "fixed"} size)')
@@ -147,7 +133,7 @@ def main():
             shapes.append(tuple(args.check_shape or (args.shape[0] + 40, args.shape[1] - 24)))
         failed, near_ties = [], []
         for shape in shapes:
-            x = _tensor(_image(args.image, shape), cfg)
+            x = _input(args.image, shape, cfg)
             got = session.run(None, {session.get_inputs()[0].name: x.numpy()})
             with torch.no_grad():
                 ref = as_tuple(module(x))

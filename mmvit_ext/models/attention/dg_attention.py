@@ -178,7 +178,9 @@ def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, routing
         chunk_ids = torch.arange(num_chunks, device=q.device)
         # the group of every chunk: how many groups end at or before it
         chunk_group = (chunk_end[:, None, :] <= chunk_ids[None, :, None]).sum(-1)
-        chunk_group = chunk_group.clamp(max=groups - 1)  # unused tail chunks: any group
+        # unused tail chunks: any group (a comparison, not clamp(max=groups - 1): under
+        # torch.jit.trace the bound is a CPU tensor, which clamp refuses on CUDA)
+        chunk_group = torch.where(chunk_group < groups, chunk_group, 0)
         chunk_keys = key_index.gather(1, chunk_group[..., None].expand(-1, -1, kk))
     if symbolic:  # outside no_grad: gradients flow through q, k, v
         return _grouped_attention_symbolic(q, k, v, slot_of_token, chunk_keys, num_chunks, L,

@@ -83,9 +83,13 @@ def qna_attention(x: torch.Tensor, query: torch.Tensor, key_weight: torch.Tensor
         k_den = (rpe - rpe.detach().amax(dim=0, keepdim=True)).exp()  # (k*k, nq*h)
         k_num = k_den * attn_scale.float().reshape(k * k, nq * heads)
         weighted = (e.reshape(B, H, W, nq, heads, 1) * values.reshape(B, H, W, 1, heads, d))
+        # each (query, head) kernel once per channel of the head: an expand, not
+        # repeat_interleave, whose repeat count (a traced size under torch.jit.trace) would
+        # become a CPU index tensor and fail on CUDA
+        k_num = k_num.t()[:, None].expand(nq * heads, d, k * k)
         # channels-last views: the depthwise convs read NHWC memory directly
         num = F.conv2d(weighted.reshape(B, H, W, nq * feats).permute(0, 3, 1, 2),
-                       k_num.t().repeat_interleave(d, dim=0).reshape(nq * feats, 1, k, k),
+                       k_num.reshape(nq * feats, 1, k, k),
                        stride=stride, padding=pad, groups=nq * feats)
         den = F.conv2d(e.permute(0, 3, 1, 2), k_den.t().reshape(nq * heads, 1, k, k),
                        stride=stride, padding=pad, groups=nq * heads)
