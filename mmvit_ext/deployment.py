@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from mmvit_ext import deploy_ops
 
 __all__ = ['exportable', 'export_rewrites', 'export_program', 'free_size_range',
-           'as_tuple', 'example_input', 'max_relative_differences', 'self_drift',
+           'as_tuple', 'example_input', 'max_relative_differences', 'routes', 'self_drift',
            'plain_adaptive_avg_pool2d',
            'PlainAdaptiveAvgPool2d', 'swap_adaptive_pooling', 'two_stage_tensor_forward']
 
@@ -286,16 +286,35 @@ def max_relative_differences(got, ref) -> list:
     return diffs
 
 
+def routes(module: nn.Module) -> bool:
+    """Whether discrete choices decide ``module``'s outputs (a module from :func:`exportable`):
+    a detector (top-k, NMS), or a backbone whose ``routes_tokens`` says so (SG-Former, DGT)."""
+    model = getattr(module, 'model', module)
+    backbone = getattr(model, 'backbone', model)
+    return getattr(module, 'kind', '') == 'detector' or getattr(backbone, 'routes_tokens', False)
+
+
 def self_drift(module: nn.Module, x: torch.Tensor, ref) -> float:
-    """How far ``module``'s own outputs (``ref`` at ``x``) move when the input moves by a few
-    float roundings (:data:`PROBES` seeded perturbations of :data:`PERTURBATION`). Above
+    """How far ``module``'s own outputs (``ref`` at ``x``) move under rounding-size changes: the
+    input moved by a few float roundings (:data:`PROBES` seeded perturbations of
+    :data:`PERTURBATION`), and eager run with the plain forms that tracers and exporters see
+    (:func:`mmvit_ext.models.ops.plain_forms`: the same values in another summation order). Above
     :data:`NEAR_TIE` the input sits at a routing near-tie (a sort, top-k, k-means or NMS decided
-    by rounding), where any other runtime or summation order may decide differently."""
+    by rounding), where any other runtime or summation order may decide differently. (The plain
+    forms catch ties the input probes miss: two RPN anchors of a flat image region whose scores
+    differ in the 7th digit moved together under every input probe, and swapped places in the
+    exported program.) The plain forms count only for a module that routes (:func:`routes`):
+    elsewhere a difference between the two forms is a bug, not a tie."""
+    from mmvit_ext.models.ops import plain_forms
     drift = 0.
-    for seed in range(1, PROBES + 1):
-        noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed)).to(x)
+    for seed in range(0 if routes(module) else 1, PROBES + 1):
         with torch.no_grad():
-            moved = as_tuple(module(x + noise * PERTURBATION * float(x.abs().max())))
+            if seed == 0:
+                with plain_forms(), export_rewrites(None):
+                    moved = as_tuple(module(x))
+            else:
+                noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed)).to(x)
+                moved = as_tuple(module(x + noise * PERTURBATION * float(x.abs().max())))
         drift = max(drift, max(max_relative_differences(moved, ref)))
     return drift
 

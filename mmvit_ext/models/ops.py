@@ -31,7 +31,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 __all__ = ['GroupNorm1', 'group_norm1', 'irffn_hidden', 'plain_path_required',
-           'onnx_export_running',
+           'onnx_export_running', 'plain_forms',
            'autocast_dtype', 'memory_lean', 'memory_lean_mode', 'ceil_div', 'counting_flops',
            'accumulation_dtype', 'recompute_in_backward', 'window_key_mask', 'crop_to']
 
@@ -116,6 +116,21 @@ def counting_flops():
         _counting_flops = previous
 
 
+_forced_plain = False
+
+
+@contextlib.contextmanager
+def plain_forms():
+    """Run eagerly with the forms tracers and exporters see (the same values up to float
+    rounding): the export checks measure how far eager moves between the two arithmetics."""
+    global _forced_plain
+    previous, _forced_plain = _forced_plain, True
+    try:
+        yield
+    finally:
+        _forced_plain = previous
+
+
 def onnx_export_running() -> bool:
     """True inside ``torch.onnx.export`` (either exporter): ONNX has no stable sort."""
     onnx = getattr(torch, 'onnx', None)
@@ -126,7 +141,7 @@ def plain_path_required() -> bool:
     """True while a tracer or exporter runs: it must see standard ops, not custom functions."""
     if _counting_flops:
         return False
-    if torch.jit.is_scripting() or torch.jit.is_tracing() or onnx_export_running():
+    if _forced_plain or torch.jit.is_scripting() or torch.jit.is_tracing() or onnx_export_running():
         return True
     compiler = getattr(torch, 'compiler', None)
     return bool(compiler is not None and getattr(compiler, 'is_compiling', lambda: False)())

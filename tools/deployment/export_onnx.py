@@ -18,7 +18,8 @@ an output differs by more than ``--rtol`` (1e-4, relative to the output's larges
 Routing (SG-Former's significance sort, DGT's k-means and top-k, a detector's top-k and NMS) is
 discontinuous: where two scores differ by float rounding only, any two runtimes - and PyTorch
 itself, on an input changed by 1e-5 - may pick differently. So the tool also measures PyTorch's
-own drift under four 1e-5 input perturbations. When that drift exceeds 1e-4, the input is at a
+own drift under four 1e-5 input perturbations (and, for models that route, between its fast and
+plain attention forms: the exporters' arithmetic). When that drift exceeds 1e-4, the input is at a
 routing near-tie: the exported model passes if it is no further from PyTorch than
 PyTorch is from itself (and says so); on inputs with no near-tie it must match within --rtol.
 Exact ties are broken the same way everywhere (lower index first).

@@ -33,6 +33,7 @@ class PyramidBackbone(BaseModule):
     """
     num_stages = 4
     norm_eval = False
+    routes_tokens = False  # True where discrete choices (sort, top-k, k-means) route tokens
 
     def frozen_modules(self, num_frozen: int) -> List[nn.Module]:
         raise NotImplementedError

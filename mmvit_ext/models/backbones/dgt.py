@@ -132,6 +132,7 @@ class DGT(PyramidBackbone):
         out_indices, frozen_stages, with_cp, init_cfg: as for the other backbones; each output is
             its stage's LayerNorm ``norm{i}``.
     """
+    routes_tokens = True  # k-means groups and top-k keys: rounding can move a token
     arch_zoo = {
         # sized to Swin-T/S/B's compute at 224: 4.63 / 8.87 / 15.38 GMACs (4.5 / 8.7 / 15.4)
         'tiny': dict(embed_dims=(64, 128, 256, 512), depths=(3, 4, 12, 3),

@@ -179,6 +179,7 @@ class SGFormer(PyramidBackbone):
             An official file is converted on the fly, taking ``state_dict_ema`` (the weights of the
             published accuracy) unless ``ema=False``.
     """
+    routes_tokens = True  # significance sort: rounding can swap two tokens
     arch_zoo = {
         'small': dict(embed_dims=(64, 128, 256, 512), depths=(2, 4, 16, 1),
                       num_heads=(2, 4, 8, 16)),
