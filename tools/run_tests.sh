@@ -5,5 +5,13 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 bash tools/setup_env.sh
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
-exec "${MMVIT_VENV:-$ROOT/.venv}/bin/python" -m pytest "$@"
+# Two pytest workers (pytest-xdist), one thread each: a third of the default run is tool
+# subprocesses importing torch, mmengine and mmdet on one core, which the second worker overlaps.
+# MMVIT_TEST_WORKERS=0 runs everything in one process (two threads).
+WORKERS=${MMVIT_TEST_WORKERS:-2}
+if [ "$WORKERS" = 0 ]; then
+    export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+else
+    export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+fi
+exec "${MMVIT_VENV:-$ROOT/.venv}/bin/python" -m pytest -n "$WORKERS" "$@"
