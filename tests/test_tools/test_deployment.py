@@ -284,6 +284,7 @@ VARIANTS = _zoo_configs('mask-rcnn_*_fpn_1x_coco.py')
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # DilateFormer-B, dynamo: > 15 min for backbone and detector
 @pytest.mark.parametrize('exporter', ['torchscript', 'dynamo'])
 @pytest.mark.parametrize('config', VARIANTS)
 def test_every_variant_exports_its_whole_detector(config, exporter, tmp_path):
