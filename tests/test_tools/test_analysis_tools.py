@@ -237,7 +237,7 @@ def test_ablation_table_on_a_tiny_budget(small_data, tmp_path):
     import csv
     out_dir = tmp_path / 'ablation'
     out = _run(['tools/analysis_tools/ablation_bench.py', '--budget', '0.15', '--variants',
-                'msda-s12', '--shape', '64', '96', '--repeat', '1', '--threads', '2',
+                'msda-s12', '--shape', '64', '96', '--repeat', '3', '--threads', '1',
                 '--train', '--seeds', '0', '--epochs', '1', '--data-root', small_data['coco'],
                 '--out-dir', str(out_dir)],
                timeout=900)
@@ -248,7 +248,7 @@ def test_ablation_table_on_a_tiny_budget(small_data, tmp_path):
     for r in rows[:1]:
         assert abs(float(r['gflops_224']) / 0.15 - 1) <= 0.02, r
         assert 0 <= float(r['bbox_map']) <= 1 and 0 <= float(r['segm_map']) <= 1, r
-    for r in rows:
+    for r in rows:  # medians of 3 on one thread (a pytest worker's share of the 2 cores)
         assert float(r['fwd_ms']) > 0 and float(r['fwdbwd_ms']) > float(r['fwd_ms']) * 0.5, r
         assert float(r['saved_mb']) > 0 and r['peak_mb'] == '', r  # CPU: no per-call peak
     assert 4.3 < float(rows[1]['gflops_224']) < 4.7  # Swin-T, counted by the same counter
