@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from mmvit_ext import deploy_ops
 
-__all__ = ['exportable', 'export_rewrites', 'export_program', 'free_size_range',
+__all__ = ['exportable', 'export_rewrites', 'export_program', 'free_size_range', 'build_for_export',
            'as_tuple', 'example_input', 'max_relative_differences', 'routes', 'self_drift',
            'plain_adaptive_avg_pool2d',
            'PlainAdaptiveAvgPool2d', 'swap_adaptive_pooling', 'two_stage_tensor_forward']
@@ -344,6 +344,26 @@ def example_input(image: Optional[str], shape, cfg) -> torch.Tensor:
     mean = np.array(pre.get('mean', [123.675, 116.28, 103.53]), np.float32)
     std = np.array(pre.get('std', [58.395, 57.12, 57.375]), np.float32)
     return torch.from_numpy(((img - mean) / std).transpose(2, 0, 1)[None].copy())
+
+
+def build_for_export(config: str, checkpoint: Optional[str] = None):
+    """``(cfg, model, scope)`` of a config file (or installed config name) as the export tools
+    take it: random weights seeded with 0, or ``checkpoint`` loaded strictly (a checkpoint that
+    does not fit is an error naming the keys)."""
+    from mmengine.config import Config
+
+    from mmvit_ext.utils.build import build_model_from_cfg
+    from mmvit_ext.utils.runner_setup import resolve_config_path
+    cfg = Config.fromfile(resolve_config_path(config))
+    torch.manual_seed(0)
+    model, scope = build_model_from_cfg(cfg)
+    if checkpoint:
+        from mmvit_ext.engine.runner_guards import check_checkpoint_fits
+        from mmvit_ext.utils.safe_load import safe_torch_load
+        ckpt = safe_torch_load(checkpoint, map_location='cpu')
+        check_checkpoint_fits(model, ckpt, checkpoint, allow_partial=False)
+        model.load_state_dict(ckpt.get('state_dict', ckpt))
+    return cfg, model, scope
 
 
 # ----------------------------------------------------------------------------- wrapper

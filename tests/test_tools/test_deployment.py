@@ -219,6 +219,23 @@ def test_check_parity_runs_a_whole_detector_program_across_size_boundaries():
     assert 'OK: 1 config(s), export, trace' in out
 
 
+def test_check_parity_loads_a_checkpoint_strictly(tmp_path):
+    """--checkpoint: a state dict of the config's model is loaded and checked; one that does not
+    fit is refused in one line naming the key, not silently partly loaded."""
+    model, _ = _build(DEMOS['DilateFormer'])
+    state = {k: v + 0.01 if v.is_floating_point() else v
+             for k, v in model.state_dict().items()}
+    torch.save({'state_dict': state}, tmp_path / 'good.pth')
+    del state['backbone.norm0.weight']
+    torch.save({'state_dict': state}, tmp_path / 'bad.pth')
+    code, out = _check_parity([DEMOS['DilateFormer'], '--backbone', '--checks', 'trace',
+                               '--checkpoint', str(tmp_path / 'good.pth')])
+    assert code == 0 and 'OK: 1 config(s), trace' in out, out[-3000:]
+    code, out = _check_parity([DEMOS['DilateFormer'], '--backbone', '--checks', 'trace',
+                               '--checkpoint', str(tmp_path / 'bad.pth')])
+    assert code != 0 and 'backbone.norm0.weight' in out and 'Traceback' not in out, out[-3000:]
+
+
 def test_check_parity_fails_and_says_where():
     code, out = _check_parity([DEMOS['DilateFormer'], '--backbone', '--checks', 'trace',
                                '--rtol', '1e-12'])

@@ -68,20 +68,8 @@ def _runners(check, module, example):
 
 
 def check_config(config, args) -> bool:
-    from mmengine.config import Config
-
-    from mmvit_ext.deployment import as_tuple, example_input, exportable
-    from mmvit_ext.utils.build import build_model_from_cfg
-    from mmvit_ext.utils.runner_setup import resolve_config_path
-    cfg = Config.fromfile(resolve_config_path(config))
-    torch.manual_seed(0)
-    model, scope = build_model_from_cfg(cfg)
-    if args.checkpoint:
-        from mmvit_ext.engine.runner_guards import check_checkpoint_fits
-        from mmvit_ext.utils.safe_load import safe_torch_load
-        ckpt = safe_torch_load(args.checkpoint, map_location='cpu')
-        check_checkpoint_fits(model, ckpt, args.checkpoint, allow_partial=False)
-        model.load_state_dict(ckpt.get('state_dict', ckpt))
+    from mmvit_ext.deployment import as_tuple, build_for_export, example_input, exportable
+    cfg, model, scope = build_for_export(config, args.checkpoint)
     try:
         module = exportable(model, scope, whole=not args.backbone).to(args.device)
     except NotImplementedError as err:

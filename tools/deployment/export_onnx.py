@@ -72,23 +72,11 @@ def main():
         import onnxruntime as ort
     except ImportError:
         sys.exit('error: onnxruntime is not installed: pip install -r requirements/deploy.txt')
-    from mmengine.config import Config
-
     import mmvit_ext  # noqa: F401
     from mmvit_ext.deploy_ops import ONNX_TRANSLATIONS
-    from mmvit_ext.deployment import (check_detector_opset, export_program, export_rewrites,
-                                      exportable)
-    from mmvit_ext.utils.build import build_model_from_cfg
-    from mmvit_ext.utils.runner_setup import resolve_config_path
-    cfg = Config.fromfile(resolve_config_path(args.config))
-    torch.manual_seed(0)
-    model, scope = build_model_from_cfg(cfg)
-    if args.checkpoint:
-        from mmvit_ext.engine.runner_guards import check_checkpoint_fits
-        from mmvit_ext.utils.safe_load import safe_torch_load
-        ckpt = safe_torch_load(args.checkpoint, map_location='cpu')
-        check_checkpoint_fits(model, ckpt, args.checkpoint, allow_partial=False)
-        model.load_state_dict(ckpt.get('state_dict', ckpt))
+    from mmvit_ext.deployment import (build_for_export, check_detector_opset, export_program,
+                                      export_rewrites, exportable)
+    cfg, model, scope = build_for_export(args.config, args.checkpoint)
     try:
         module = exportable(model, scope, whole=not args.backbone)
     except NotImplementedError as err:
