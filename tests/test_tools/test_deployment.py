@@ -321,6 +321,19 @@ def test_every_variant_exports_its_whole_detector(config, exporter, tmp_path):
     _assert_matches(out, family, ['256x320', '296x296'])
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize('config', VARIANTS)
+def test_every_variant_backbone_through_torch_export_and_trace(config):
+    """Every zoo variant's backbone (paper sizes, random weights, noise): a torch.export program
+    with free height and width at 256x320 and 296x296, and jit.trace + save + load, against eager
+    (tools/deployment/check_parity.py)."""
+    code, out = _check_parity([config, '--backbone', '--image', 'noise', '--checks', 'export',
+                               'trace'])
+    assert code == 0, out[-3000:]
+    assert len(re.findall(r'(export|trace) at \d+x\d+ on cpu: .*: (ok|routing near-tie)',
+                          out)) == 3, out[-3000:]
+
+
 SEG_VARIANTS = _zoo_configs('*_upernet_8xb2-160k_ade20k-512x512.py')
 
 
