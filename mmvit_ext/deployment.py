@@ -319,6 +319,14 @@ def self_drift(module: nn.Module, x: torch.Tensor, ref) -> float:
     return drift
 
 
+def near_tie(worst: float, drift: float) -> bool:
+    """The deployment tools' one pass rule past the tolerance: the input sits at a routing
+    near-tie (eager's own :func:`self_drift` above :data:`NEAR_TIE`) and the other runtime is no
+    further than twice that drift from eager, i.e. it decided the tie no worse than a rounding
+    change of the input does in eager itself."""
+    return drift > NEAR_TIE and worst <= 2 * drift
+
+
 def example_input(image: Optional[str], shape, cfg) -> torch.Tensor:
     """(1, 3, H, W) input normalised by the config's data preprocessor: ``image`` is a file, or
     ``'noise'`` (uniform noise: no flat regions, so no tokens tied by symmetry), or None (an

@@ -37,12 +37,12 @@ CHECKS = ('export', 'compile', 'trace')
 
 def _judge(module, x, got, ref, rtol):
     """(worst difference, drift or None, verdict) with export_onnx.py's near-tie rule."""
-    from mmvit_ext.deployment import NEAR_TIE, max_relative_differences, self_drift
+    from mmvit_ext.deployment import max_relative_differences, near_tie, self_drift
     worst = max(max_relative_differences(got, ref))
     if worst <= rtol:
         return worst, None, 'ok'
     drift = self_drift(module, x, ref)
-    if drift > NEAR_TIE and worst <= 2 * drift:
+    if near_tie(worst, drift):
         return worst, drift, 'routing near-tie'
     return worst, drift, 'FAILED'
 

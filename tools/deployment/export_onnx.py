@@ -34,8 +34,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from mmvit_ext.deployment import (NEAR_TIE, PERTURBATION, as_tuple,  # noqa: E402
-                                  example_input, max_relative_differences, self_drift)
+from mmvit_ext.deployment import (PERTURBATION, as_tuple, example_input,  # noqa: E402
+                                  max_relative_differences, near_tie, self_drift)
 
 
 def _input(image, shape, cfg):
@@ -134,7 +134,7 @@ def main():
             worst = max(diffs)
             if worst <= args.rtol:
                 continue
-            if drift > NEAR_TIE and worst <= 2 * drift:
+            if near_tie(worst, drift):
                 print(f'  routing near-tie at {shape[0]}x{shape[1]}: PyTorch itself moves by '
                       f'{_fmt([drift])} under rounding-size input changes, and the exported model '
                       f'is no further from it (see --help)')
