@@ -201,9 +201,9 @@ def test_fpn_extra_level_is_a_strided_slice_inside_the_rewrites():
         assert torch.equal(got, F.max_pool2d(x, 1, stride=2))
 
 
-def _check_parity(args):
+def _check_parity(args, timeout=600):
     proc = subprocess.run([sys.executable, 'tools/deployment/check_parity.py', *args], cwd=REPO,
-                          env=run_env(), capture_output=True, text=True, timeout=600)
+                          env=run_env(), capture_output=True, text=True, timeout=timeout)
     return proc.returncode, proc.stdout + proc.stderr
 
 
@@ -334,6 +334,20 @@ def test_every_variant_backbone_through_torch_export_and_trace(config):
     assert code == 0, out[-3000:]
     assert len(re.findall(r'(export|trace) at \d+x\d+ on cpu: .*: (ok|routing near-tie)',
                           out)) == 3, out[-3000:]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+@pytest.mark.parametrize('config', VARIANTS)
+def test_every_variant_backbone_through_torch_compile(config):
+    """Every zoo variant's backbone (paper sizes, random weights, noise): torch.compile
+    (inductor, dynamic=True: one graph) at 256x320 and 296x296 against eager. Inductor's C++
+    build makes this 5-25 min per variant on 2 cores."""
+    code, out = _check_parity([config, '--backbone', '--image', 'noise', '--checks', 'compile'],
+                              timeout=3000)
+    assert code == 0, out[-3000:]
+    assert len(re.findall(r'compile at \d+x\d+ on cpu: .*: (ok|routing near-tie)',
+                          out)) == 2, out[-3000:]
 
 
 SEG_VARIANTS = _zoo_configs('*_upernet_8xb2-160k_ade20k-512x512.py')
