@@ -29,6 +29,7 @@ from mmvit_ext import deploy_ops
 
 __all__ = ['exportable', 'export_rewrites', 'export_program', 'free_size_range', 'build_for_export',
            'as_tuple', 'example_input', 'max_relative_differences', 'routes', 'self_drift',
+           'align_tied_proposals', 'output_differences', 'near_tie', 'TIED_SCORE',
            'plain_adaptive_avg_pool2d',
            'PlainAdaptiveAvgPool2d', 'swap_adaptive_pooling', 'two_stage_tensor_forward']
 
@@ -284,6 +285,58 @@ def max_relative_differences(got, ref) -> list:
         else:
             diffs.append(0.)
     return diffs
+
+
+TIED_SCORE = 1e-5  # proposal scores closer than this (relative) rank in either order
+
+
+def align_tied_proposals(got, ref) -> tuple:
+    """``got`` (a detector's tensor-mode outputs: proposals ``(n, 5)`` sorted by score, then
+    per-proposal head outputs) with its proposals reordered to ``ref``'s where the two differ only
+    in the order of proposals whose scores tie within :data:`TIED_SCORE` (a reordered float sum
+    moved a score in its 7th digit: the same proposals, ranked the other way). A row is moved only
+    onto a rank whose score in ``ref`` ties with its own, and onto a row of ``ref`` with the same
+    score and box (within 1e-4 of the largest coordinate); unless every row finds one, ``got``
+    comes back as it was, so any real difference still shows. Outputs shorter than the proposals
+    (the mask head's first 100 rows) are reordered only where the reordering stays inside them."""
+    import numpy as np
+    arrays = [g.detach().cpu().numpy() if torch.is_tensor(g) else np.asarray(g) for g in got]
+    ref0 = ref[0].detach().cpu().numpy() if torch.is_tensor(ref[0]) else np.asarray(ref[0])
+    got0 = arrays[0]
+    if got0.shape != ref0.shape or got0.ndim != 2 or got0.shape[1] != 5 or not len(ref0):
+        return tuple(got)
+    box_tol = 1e-4 * max(float(np.abs(ref0[:, :4]).max()), 1e-12)
+    score_tol = TIED_SCORE * max(float(np.abs(ref0[:, 4]).max()), 1e-12)
+    box_gap = np.abs(ref0[:, None, :4] - got0[None, :, :4]).max(-1)  # (ref row, got row)
+    fits = ((box_gap <= box_tol) & (np.abs(ref0[:, None, 4] - got0[None, :, 4]) <= score_tol)
+            # and only between ranks that tie in ref: out-of-order proposals still differ
+            & (np.abs(ref0[:, None, 4] - ref0[None, :, 4]) <= score_tol))
+    order, taken = [], np.zeros(len(got0), dtype=bool)
+    for i in range(len(ref0)):
+        candidates = np.flatnonzero(fits[i] & ~taken)
+        if not len(candidates):
+            return tuple(got)
+        j = int(candidates[np.argmin(box_gap[i, candidates])])
+        taken[j] = True
+        order.append(j)
+    order = np.asarray(order)
+    aligned = []
+    for g, a in zip(got, arrays):
+        rows = a.shape[0] if a.ndim else 0
+        if rows == len(order):
+            a = a[order]
+        elif 0 < rows < len(order) and set(order[:rows].tolist()) == set(range(rows)):
+            a = a[order[:rows]]
+        aligned.append(torch.from_numpy(np.ascontiguousarray(a)) if torch.is_tensor(g) else a)
+    return tuple(aligned)
+
+
+def output_differences(module: nn.Module, got, ref) -> list:
+    """Max relative difference per output of ``module`` (from :func:`exportable`) between another
+    runtime's ``got`` and eager's ``ref``; for a detector, after :func:`align_tied_proposals`."""
+    if getattr(module, 'kind', '') == 'detector':
+        got = align_tied_proposals(got, ref)
+    return max_relative_differences(got, ref)
 
 
 def routes(module: nn.Module) -> bool:

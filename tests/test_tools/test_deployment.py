@@ -445,3 +445,61 @@ def test_near_tie_rule_needs_both_an_unstable_input_and_a_close_result():
     assert near_tie(worst=3e-3, drift=2e-3)        # eager itself moves as far: a tie
     assert not near_tie(worst=5e-3, drift=2e-3)    # further than eager's own drift
     assert not near_tie(worst=5e-5, drift=5e-5)    # eager stable: any difference is a bug
+
+
+def _detector_outputs(n=6, masks=3):
+    """Tensor-mode detector outputs: proposals (n, 5) sorted by score, per-proposal heads, and a
+    mask head over the first ``masks`` proposals."""
+    g = torch.Generator().manual_seed(0)
+    boxes = torch.rand(n, 4, generator=g) * 200
+    scores = torch.linspace(0.9, 0.5, n)
+    return (torch.cat([boxes, scores[:, None]], 1), torch.randn(n, 4, generator=g),
+            torch.randn(masks, 2, 7, 7, generator=g))
+
+
+def _swap(outputs, i, j, score_step=0.):
+    swapped = []
+    for t in outputs:
+        t = t.clone()
+        if max(i, j) < t.shape[0]:
+            t[[i, j]] = t[[j, i]]
+        swapped.append(t)
+    swapped[0][i, 4] += score_step
+    return tuple(swapped)
+
+
+def test_tied_proposals_in_the_other_order_are_the_same_detection():
+    """Two proposals whose scores tie in the 7th digit may come in either order (a compiled or
+    exported RPN sums in another order); the comparison pairs them up again, heads and masks
+    with them. Anything else still differs."""
+    from mmvit_ext.deployment import align_tied_proposals, max_relative_differences
+    ref = _detector_outputs()
+    ref[0][2, 4] = ref[0][1, 4] - 1e-7  # rows 1 and 2 tie
+    got = _swap(ref, 1, 2)
+    assert max(max_relative_differences(got, ref)) > 0.1
+    assert max(max_relative_differences(align_tied_proposals(got, ref), ref)) == 0
+    # also as onnxruntime's numpy arrays
+    aligned = align_tied_proposals([t.numpy() for t in got], ref)
+    assert max(max_relative_differences(aligned, ref)) == 0
+    # scores apart: a real ranking difference, left as it is
+    ref[0][2, 4] = ref[0][1, 4] - 1e-3
+    got = _swap(ref, 1, 2)
+    assert max(max_relative_differences(align_tied_proposals(got, ref), ref)) > 0.1
+    # tied scores, but a box moved: not the same proposals
+    ref[0][2, 4] = ref[0][1, 4]
+    got = _swap(ref, 1, 2)
+    got[0][1, 0] += 1.
+    assert max(max_relative_differences(align_tied_proposals(got, ref), ref)) > 1e-3
+
+
+def test_tie_across_the_mask_heads_rows_leaves_the_masks_as_they_are():
+    """The mask head sees the first rows only: a tie between its last row and the next proposal
+    reorders the proposals and box heads, and the masks still show the difference."""
+    from mmvit_ext.deployment import align_tied_proposals, max_relative_differences
+    ref = _detector_outputs(masks=3)
+    ref[0][3, 4] = ref[0][2, 4]
+    got = list(_swap(ref, 2, 3))
+    got[2] = got[2].clone()
+    got[2][2] = torch.randn(2, 7, 7)  # the mask of the proposal that took row 2
+    diffs = max_relative_differences(align_tied_proposals(got, ref), ref)
+    assert diffs[:2] == [0, 0] and diffs[2] > 0.1

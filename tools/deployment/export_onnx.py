@@ -22,7 +22,10 @@ own drift under four 1e-5 input perturbations (and, for models that route, betwe
 plain attention forms: the exporters' arithmetic). When that drift exceeds 1e-4, the input is at a
 routing near-tie: the exported model passes if it is no further from PyTorch than
 PyTorch is from itself (and says so); on inputs with no near-tie it must match within --rtol.
-Exact ties are broken the same way everywhere (lower index first).
+Exact ties are broken the same way everywhere (lower index first). A detector's proposals whose
+scores tie within 1e-5 may come in either order (the same proposals, ranked by a score that
+moved in its 7th digit): they are paired up again, with their head outputs, before comparing
+(``mmvit_ext.deployment.align_tied_proposals``).
 """
 import argparse
 import os.path as osp
@@ -35,7 +38,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from mmvit_ext.deployment import (PERTURBATION, as_tuple, example_input,  # noqa: E402
-                                  max_relative_differences, near_tie, self_drift)
+                                  near_tie, output_differences, self_drift)
 
 
 def _input(image, shape, cfg):
@@ -126,7 +129,7 @@ def main():
             got = session.run(None, {session.get_inputs()[0].name: x.numpy()})
             with torch.no_grad():
                 ref = as_tuple(module(x))
-            diffs = max_relative_differences(got, ref)
+            diffs = output_differences(module, got, ref)
             drift = self_drift(module, x, ref)
             print(f'onnxruntime vs PyTorch at {shape[0]}x{shape[1]}: max relative difference per '
                   f'output {_fmt(diffs)}; PyTorch vs itself under a {PERTURBATION:.0e} input '
