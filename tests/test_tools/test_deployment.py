@@ -350,6 +350,19 @@ def test_every_variant_backbone_through_torch_compile(config):
                           out)) == 2, out[-3000:]
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+@pytest.mark.parametrize('config', [*DEMOS.values(), SEG_DEMO, CLS_DEMO])
+def test_whole_model_through_torch_compile(config):
+    """The whole demo Mask R-CNN / UperNet / classifier in tensor mode through torch.compile
+    (inductor, dynamic=True) at 256x320 and 296x296 on the demo image (3-11 min each on 2 cores;
+    the detector's NMS and data-dependent filter break the graph, which dynamo handles)."""
+    code, out = _check_parity([config, '--checks', 'compile'], timeout=1700)
+    assert code == 0, out[-3000:]
+    assert len(re.findall(r'compile at \d+x\d+ on cpu: .*: (ok|routing near-tie)',
+                          out)) == 2, out[-3000:]
+
+
 SEG_VARIANTS = _zoo_configs('*_upernet_8xb2-160k_ade20k-512x512.py')
 
 
