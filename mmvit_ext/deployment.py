@@ -270,14 +270,19 @@ def as_tuple(outputs) -> tuple:
     return tuple(outputs) if isinstance(outputs, (tuple, list)) else (outputs, )
 
 
+def _as_numpy(t):
+    """A tensor (any device) or an onnxruntime array as a numpy array."""
+    import numpy as np
+    return t.detach().cpu().numpy() if torch.is_tensor(t) else np.asarray(t)
+
+
 def max_relative_differences(got, ref) -> list:
     """Max relative difference per output, tensors or arrays (inf where the shapes differ: e.g.
     NMS kept another number of proposals)."""
     import numpy as np
     diffs = []
     for g, r in zip(got, ref):
-        g = g.detach().cpu().numpy() if torch.is_tensor(g) else g
-        r = r.detach().cpu().numpy() if torch.is_tensor(r) else r
+        g, r = _as_numpy(g), _as_numpy(r)
         if g.shape != r.shape:
             diffs.append(float('inf'))
         elif r.size:
@@ -292,19 +297,19 @@ TIED_SCORE = 1e-5  # proposal scores closer than this (relative) rank in either 
 
 def align_tied_proposals(got, ref) -> tuple:
     """``got`` (a detector's tensor-mode outputs: proposals ``(n, 5)`` sorted by score, then
-    per-proposal head outputs) with its proposals reordered to ``ref``'s where the two differ only
-    in the order of proposals whose scores tie within :data:`TIED_SCORE` (a reordered float sum
-    moved a score in its 7th digit: the same proposals, ranked the other way). A row is moved only
-    onto a rank whose score in ``ref`` ties with its own, and onto a row of ``ref`` with the same
-    score and box (within 1e-4 of the largest coordinate); unless every row finds one, ``got``
-    comes back as it was, so any real difference still shows. Outputs shorter than the proposals
-    (the mask head's first 100 rows) are reordered only where the reordering stays inside them."""
+    per-proposal head outputs) as numpy arrays, its proposals reordered to ``ref``'s where the two
+    differ only in the order of proposals whose scores tie within :data:`TIED_SCORE` (a reordered
+    float sum moved a score in its 7th digit: the same proposals, ranked the other way). A row is
+    moved only onto a rank whose score in ``ref`` ties with its own, and onto a row of ``ref`` with
+    the same score and box (within 1e-4 of the largest coordinate); unless every row finds one,
+    ``got`` comes back in its own order, so any real difference still shows. Outputs shorter than
+    the proposals (the mask head's first 100 rows) are reordered only where the reordering stays
+    inside them."""
     import numpy as np
-    arrays = [g.detach().cpu().numpy() if torch.is_tensor(g) else np.asarray(g) for g in got]
-    ref0 = ref[0].detach().cpu().numpy() if torch.is_tensor(ref[0]) else np.asarray(ref[0])
-    got0 = arrays[0]
+    arrays = tuple(_as_numpy(g) for g in got)
+    got0, ref0 = arrays[0], _as_numpy(ref[0])
     if got0.shape != ref0.shape or got0.ndim != 2 or got0.shape[1] != 5 or not len(ref0):
-        return tuple(got)
+        return arrays
     box_tol = 1e-4 * max(float(np.abs(ref0[:, :4]).max()), 1e-12)
     score_tol = TIED_SCORE * max(float(np.abs(ref0[:, 4]).max()), 1e-12)
     box_gap = np.abs(ref0[:, None, :4] - got0[None, :, :4]).max(-1)  # (ref row, got row)
@@ -315,19 +320,19 @@ def align_tied_proposals(got, ref) -> tuple:
     for i in range(len(ref0)):
         candidates = np.flatnonzero(fits[i] & ~taken)
         if not len(candidates):
-            return tuple(got)
+            return arrays
         j = int(candidates[np.argmin(box_gap[i, candidates])])
         taken[j] = True
         order.append(j)
     order = np.asarray(order)
     aligned = []
-    for g, a in zip(got, arrays):
+    for a in arrays:
         rows = a.shape[0] if a.ndim else 0
         if rows == len(order):
             a = a[order]
         elif 0 < rows < len(order) and set(order[:rows].tolist()) == set(range(rows)):
             a = a[order[:rows]]
-        aligned.append(torch.from_numpy(np.ascontiguousarray(a)) if torch.is_tensor(g) else a)
+        aligned.append(a)
     return tuple(aligned)
 
 
