@@ -1,11 +1,14 @@
 """mmvit_ext: recent attention backbones for mmdetection, mmsegmentation and mmpretrain.
 
-Importing the package registers every backbone in mmengine's root MODELS registry (visible from
-mmdet, mmseg and mmpretrain), routes mmengine's checkpoint loading through a safe loader that works
-with torch >= 2.6, makes mmengine's Runner refuse checkpoints that do not fit and stop on a
-non-finite loss (``engine/runner_guards.py``), prints the project's refusals as one ``error:``
-line (``utils/errors.py``), registers its models by name with the frameworks' lookups
-(``model_index.py``), and makes a CPU-mismatched torchvision importable.
+Importing the package adds registry entries and nothing else: the backbones to mmengine's root
+``MODELS`` (visible from mmdet, mmseg and mmpretrain); the training components the project's
+configs select by type (``GuardedRunner``, the guarded train loops, ``FiniteOptimWrapper``,
+``SafeCheckpointHook``, ``CheckedCocoDataset``: see :mod:`mmvit_ext.engine`); and the project's
+ImageNet models to mmpretrain's ``ModelHub`` (public ``register_model_index``).
+
+The one process-wide change is how checkpoints are unpickled (:mod:`mmvit_ext.utils.safe_load`):
+pickled code never runs, for every model alike. A CUDA-built torchvision next to a CPU torch is
+made importable when, and only when, its import fails for that reason.
 """
 from .utils import safe_load, torchvision_compat
 from .version import __version__
@@ -13,14 +16,11 @@ from .version import __version__
 safe_load.install()
 torchvision_compat.ensure_importable()
 
-from . import engine, models  # noqa: E402,F401  (registers backbones, optimizer constructor)
+from . import models  # noqa: E402,F401  (registry entries; first: the others use it)
+from . import datasets, engine  # noqa: E402,F401
 from . import model_index  # noqa: E402
-from .engine import runner_guards  # noqa: E402
-from .utils import errors  # noqa: E402
 
-runner_guards.install()
-errors.install_excepthook()
-model_index.install()
+model_index.register_with_mmpretrain()
 from .models.backbones import *  # noqa: E402,F401,F403
 
 __all__ = ['__version__']

@@ -130,6 +130,20 @@ def check_state_dict(model: nn.Module,
     return dict(missing=summary['tolerated'])
 
 
+def _read_checkpoint(checkpoint: str):
+    """A local file through the safe loader (with a message for a missing one); URLs and
+    ``torchvision://``-style names through mmengine's loader schemes (safe too)."""
+    if '://' in checkpoint:
+        return CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
+    import os.path as osp
+    path = osp.expanduser(checkpoint)
+    if not osp.isfile(path):
+        raise FileNotFoundError(
+            f'checkpoint {checkpoint} not found. Check the path in init_cfg/load_from/--resume; '
+            'official weights must be downloaded by hand (see the backbone README in configs/).')
+    return safe_load.safe_torch_load(path, map_location='cpu')
+
+
 def load_pretrained(model: nn.Module,
                     checkpoint: str,
                     prefix: Optional[str] = None,
@@ -148,14 +162,13 @@ def load_pretrained(model: nn.Module,
     ``read_foreign(path)`` may read a file that is not a torch checkpoint at all (QnA-ViT's Flax
     msgpack) and return it already converted to our keys; ``None`` means "not mine".
     """
-    safe_load.install()
     logger = MMLogger.get_current_instance()
     foreign = read_foreign(checkpoint) if read_foreign is not None else None
     if foreign is not None:
         print_log(f'{checkpoint}: official non-torch checkpoint, converted', logger=logger)
         ckpt = foreign
     else:
-        ckpt = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
+        ckpt = _read_checkpoint(checkpoint)
     state_dict = strip_prefix(unwrap_state_dict(ckpt, state_keys), 'module.')
     if prefix:
         if not any(k.startswith(prefix) for k in state_dict):
@@ -178,7 +191,11 @@ def load_pretrained(model: nn.Module,
     check_finite(state_dict, f'checkpoint {checkpoint}')
     info = check_state_dict(model, state_dict, allowed_missing,
                             source=f'checkpoint {checkpoint}')
-    model.load_state_dict(state_dict, strict=False)
+    model._loading_pretrained = True  # checked above, with the allowed-missing keys
+    try:
+        model.load_state_dict(state_dict, strict=False)
+    finally:
+        model._loading_pretrained = False
     msg = f'loaded {len(state_dict)} tensors from {checkpoint}'
     if info['missing']:
         msg += f'; freshly initialised: {_short(info["missing"])}'

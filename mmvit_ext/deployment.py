@@ -424,10 +424,10 @@ def build_for_export(config: str, checkpoint: Optional[str] = None):
     torch.manual_seed(0)
     model, scope = build_model_from_cfg(cfg)
     if checkpoint:
-        from mmvit_ext.engine.runner_guards import check_checkpoint_fits
+        from mmvit_ext.engine.guards import check_checkpoint_fits
         from mmvit_ext.utils.safe_load import safe_torch_load
         ckpt = safe_torch_load(checkpoint, map_location='cpu')
-        check_checkpoint_fits(model, ckpt, checkpoint, allow_partial=False)
+        check_checkpoint_fits(model, ckpt, checkpoint, 'strict')
         model.load_state_dict(ckpt.get('state_dict', ckpt))
     return cfg, model, scope
 

@@ -1,18 +1,23 @@
-"""Make the project's models findable by name in the frameworks' own lookups.
+"""The project's models by name, through the frameworks' public mechanisms.
 
-mmpretrain's ``get_model`` / ``list_models`` / ``ImageClassificationInferencer`` read
-mmpretrain's ``ModelHub``; mmdet's ``DetInferencer`` and mmseg's ``MMSegInferencer`` read the
-model index of their own package. :func:`install` (run when ``mmvit_ext`` is imported) adds this
-project's ImageNet models to the ``ModelHub`` and lets the inferencers fall back to this
-project's model index for names their package does not know, so
-``DetInferencer('mask-rcnn_dilateformer-t_fpn_1x_coco')`` builds our config. No official weights
-have a stable public URL (see the backbone READMEs), so models come with random weights unless
-a checkpoint is given (``weights=PATH``).
+* mmpretrain: ``import mmvit_ext`` adds ``model-index.yml`` to mmpretrain's ``ModelHub`` with its
+  public ``register_model_index``, so ``mmpretrain.get_model`` / ``list_models`` /
+  ``ImageClassificationInferencer`` find our ImageNet models by name.
+* mmdet, mmseg: their inferencers look names up only in their own package's model index and offer
+  no way to add one, so names go through :func:`inferencer`
+  (``mmvit_ext.apis.inferencer('mask-rcnn_dgt-t_fpn_1x_coco')``), which returns the framework's
+  own ``DetInferencer`` / ``MMSegInferencer`` built from our config. A config path works with the
+  frameworks' inferencers directly.
+
+Lookup by name needs ``import mmvit_ext`` first in a fresh interpreter (configs import it through
+``custom_imports``; a name does not). No official weights have a stable public URL (see the
+backbone READMEs), so models come with their initial weights unless a checkpoint is given.
 """
 import os.path as osp
 from typing import Dict, Iterator, Optional
 
-__all__ = ['index_root', 'iter_models', 'find_model', 'install']
+__all__ = ['index_root', 'iter_models', 'find_model', 'register_with_mmpretrain', 'inferencer',
+           'list_models']
 
 
 def index_root() -> Optional[str]:
@@ -48,53 +53,73 @@ def find_model(name: str) -> Optional[Dict]:
     return None
 
 
-def _register_mmpretrain() -> None:
+def register_with_mmpretrain() -> bool:
+    """Add the project's model index to mmpretrain's ``ModelHub`` through its public
+    ``register_model_index``, so ``mmpretrain.get_model('dilateformer-t_8xb128_in1k')``,
+    ``list_models`` and ``ImageClassificationInferencer`` find our ImageNet models (run by
+    ``import mmvit_ext``). Returns False when mmpretrain is not installed."""
+    global _registered
+    if _registered:
+        return True
     try:
-        from mmpretrain.apis.model import ModelHub
-        from modelindex.load_model_index import load
-    except Exception:  # mmpretrain absent: nothing to register with
-        return
+        from mmpretrain.apis import ModelHub
+    except Exception:  # noqa: BLE001  (mmpretrain absent: nothing to register with)
+        return False
     root = index_root()
     if root is None:
-        return
-    index = load(osp.join(root, 'model-index.yml'))
-    index.build_models_with_collections()
-    for metainfo in index.models:
-        tasks = {r.task for r in (metainfo.results or [])}
-        if not metainfo.config or ('Image Classification' not in tasks
-                                   and not metainfo.config.endswith('_in1k.py')):
-            continue  # ImageNet models only (entries without results have no quoted number)
-        metainfo.config = osp.join(root, metainfo.config) if not osp.isabs(metainfo.config) \
-            else metainfo.config
-        ModelHub._models_dict.setdefault(metainfo.name.lower(), metainfo)
+        return False
+    try:
+        ModelHub.register_model_index(osp.join(root, 'model-index.yml'), config_prefix=root)
+    except ValueError as e:  # registered already (e.g. a second copy of the package)
+        if 'conflict' not in str(e):
+            raise
+    _registered = True
+    return True
 
 
-def _patch_inferencers() -> None:
+_registered = False
+
+_INFERENCERS = {
+    'mmdet': ('mmdet.apis', 'DetInferencer'),
+    'mmseg': ('mmseg.apis', 'MMSegInferencer'),
+    'mmpretrain': ('mmpretrain.apis', 'ImageClassificationInferencer'),
+}
+
+
+def inferencer(model: str, weights=None, device=None, **kwargs):
+    """The framework's own inferencer for one of our models, by name or config path.
+
+    mmdet's ``DetInferencer`` and mmseg's ``MMSegInferencer`` look names up only in their own
+    package's model index (there is no public way to add one), so this is the entry point for
+    names: ``mmvit_ext.apis.inferencer('mask-rcnn_dgt-t_fpn_1x_coco', weights='x.pth')`` returns a
+    ``DetInferencer`` built from our config. ``weights`` is a checkpoint path; without it the
+    model keeps its initial weights, since no official weights have a stable public URL.
+    """
+    import importlib
     from mmengine.config import Config
-    from mmengine.infer import BaseInferencer
-    if getattr(BaseInferencer._load_model_from_metafile, '_mmvit', False):
-        return
-    original = BaseInferencer._load_model_from_metafile
-
-    def load_model_from_metafile(self, model: str):
-        try:
-            return original(self, model)
-        except ValueError:
-            entry = find_model(model)
-            if entry is None:
-                raise
-        cfg = Config.fromfile(entry['Config'])
-        scope = cfg.get('default_scope')
-        if scope != self.scope:
-            raise ValueError(f'{model} is an {scope} model of mmvit_ext ({entry["Config"]}); '
-                             f'the {type(self).__name__} builds {self.scope} models')
-        weights = entry.get('Weights')
-        return cfg, (weights[0] if isinstance(weights, list) else weights)
-
-    load_model_from_metafile._mmvit = True
-    BaseInferencer._load_model_from_metafile = load_model_from_metafile
+    entry = find_model(model)
+    if entry is None and not osp.isfile(model):
+        known = sorted(e['Name'] for e in iter_models())
+        raise ValueError(f'{model!r} is neither a model name of mmvit_ext nor a config file. '
+                         f'Known names ({len(known)}): {", ".join(known[:6])}, ... (all: '
+                         '`mmvit_ext.apis.list_models()`)')
+    config = entry['Config'] if entry is not None else model
+    cfg = Config.fromfile(config)
+    scope = cfg.get('default_scope', 'mmdet')
+    if scope not in _INFERENCERS:
+        raise ValueError(f'{config} is a {scope} config; inferencers exist for '
+                         f'{sorted(_INFERENCERS)}')
+    module, name = _INFERENCERS[scope]
+    if scope != 'mmpretrain' and cfg.model.get('backbone', {}).get('init_cfg') is not None:
+        cfg.model.backbone.init_cfg = None  # the weights come from `weights`, or none
+    cls = getattr(importlib.import_module(module), name)
+    if scope == 'mmpretrain':
+        return cls(model=cfg, pretrained=weights or False, device=device, **kwargs)
+    return cls(model=cfg, weights=weights, device=device, **kwargs)
 
 
-def install() -> None:
-    _register_mmpretrain()
-    _patch_inferencers()
+def list_models(pattern: str = '*'):
+    """Names of the project's models (fnmatch ``pattern``)."""
+    import fnmatch
+    return sorted(e['Name'] for e in iter_models() if fnmatch.fnmatch(e['Name'].lower(),
+                                                                       pattern.lower()))

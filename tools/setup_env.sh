@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Creates (or refreshes) the project's virtual environment with the pinned OpenMMLab stack.
 #
-#   bash tools/setup_env.sh            # idempotent: returns in a second when nothing changed
+#   bash tools/setup_env.sh                  # the newest stack (torch 2.13, Python 3.11) in .venv
+#   bash tools/setup_env.sh --stack oldest   # the oldest supported (torch 2.1.2, Python 3.8) in .venv-oldest
+# Idempotent: returns in a second when nothing changed.
 #
 # Environment:
-#   MMVIT_VENV    where the venv lives            (default: <repo>/.venv)
+#   MMVIT_STACK   newest | oldest                 (default: newest; same as --stack)
+#   MMVIT_VENV    where the venv lives            (default: <repo>/.venv, <repo>/.venv-oldest)
 #   MMVIT_CACHE   where the built mmcv wheel is kept (default: ~/.cache/mmvit_ext)
-#   PYTHON        the interpreter for the venv     (default: python3, must be 3.8-3.11 for mmcv 2.1.0)
+#   PYTHON        the interpreter for the venv     (default: python3; oldest: pyenv's 3.8)
 #
 # Why the steps are as they are (each is a trap that was hit):
 #   * PyPI has no mmcv 2.1.0 binary wheel; it compiles ~80 C++ files (12+ min on 2 cores). The built wheel is cached
@@ -17,10 +20,26 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-VENV=${MMVIT_VENV:-$ROOT/.venv}
+STACK=${MMVIT_STACK:-newest}
+if [[ ${1:-} == --stack ]]; then STACK=${2:?--stack needs newest or oldest}; fi
 CACHE=${MMVIT_CACHE:-$HOME/.cache/mmvit_ext}
-PYTHON=${PYTHON:-python3}
-CONSTRAINTS=$ROOT/requirements/constraints.txt
+case $STACK in
+    newest)
+        VENV=${MMVIT_VENV:-$ROOT/.venv}
+        PYTHON=${PYTHON:-python3}
+        CONSTRAINTS=$ROOT/requirements/constraints.txt
+        BASE_TOOLS=(pip 'setuptools>=77.0.3,<82' wheel)
+        EXTRA_REQUIREMENTS=(-r "$ROOT/requirements/deploy.txt") ;;
+    oldest)
+        VENV=${MMVIT_VENV:-$ROOT/.venv-oldest}
+        PYTHON=${PYTHON:-$(ls -d "$HOME"/.pyenv/versions/3.8.*/bin/python 2>/dev/null | tail -1)}
+        [[ -x $PYTHON ]] || { echo "[setup_env] the oldest stack needs Python 3.8 (pyenv install 3.8.18, or PYTHON=...)" >&2; exit 1; }
+        CONSTRAINTS=$ROOT/requirements/constraints-oldest.txt
+        BASE_TOOLS=('pip<25' 'setuptools>=60,<70' wheel ninja)
+        # no deployment extras: onnx/onnxscript and the exporters need a newer torch
+        EXTRA_REQUIREMENTS=() ;;
+    *) echo "[setup_env] unknown stack '$STACK' (newest or oldest)" >&2; exit 1 ;;
+esac
 STAMP=$VENV/.mmvit_ext_setup
 
 say() { echo "[setup_env] $*" >&2; }
@@ -30,7 +49,7 @@ say() { echo "[setup_env] $*" >&2; }
 # configs only under site-packages/mmvit_ext/.mim; any change to the sources reinstalls that copy
 # (a few seconds). Tests and tools import the checkout itself.
 DEPS_STAMP=$VENV/.mmvit_ext_deps
-deps_fingerprint=$(cat "$ROOT"/requirements/*.txt "$ROOT/tools/setup_env.sh" | sha256sum | cut -c1-16)
+deps_fingerprint=$(cat "$ROOT"/requirements/*.txt "$ROOT/tools/setup_env.sh" | sha256sum | cut -c1-16)-$STACK
 pkg_fingerprint=$(cd "$ROOT" && { find setup.py MANIFEST.in mmvit_ext configs tools model-index.yml README.md \
     -type f -not -path '*/.mim/*' -not -path '*/__pycache__/*' 2>/dev/null || true; } | sort | xargs cat | sha256sum | cut -c1-16)
 PY=$VENV/bin/python
@@ -58,8 +77,9 @@ if [[ ! -x $PY ]]; then
     "$PYTHON" -m venv "$VENV"
 fi
 
+say "stack: $STACK ($CONSTRAINTS)"
 say "base tools (setuptools <82 keeps pkg_resources)"
-pip install -q --upgrade pip 'setuptools>=77.0.3,<82' wheel
+pip install -q --upgrade "${BASE_TOOLS[@]}"
 
 say "torch (pinned in requirements/constraints.txt)"
 if ! pip install -q torch; then
@@ -70,7 +90,7 @@ fi
 
 say "python dependencies"
 pip install -q -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tests.txt" \
-    -r "$ROOT/requirements/deploy.txt" -r "$ROOT/requirements/tools.txt" mmengine
+    "${EXTRA_REQUIREMENTS[@]}" -r "$ROOT/requirements/tools.txt" mmengine
 
 # ---- mmcv with compiled ops, built once per (mmcv, torch, python) and cached --------------------------------
 MMCV_VERSION=$(sed -n 's/^mmcv==//p' "$CONSTRAINTS")

@@ -11,7 +11,7 @@ import sys
 # plugin imports from a checkout without PYTHONPATH.
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-import mmvit_ext  # noqa: E402,F401  (registers models, safe checkpoint loading)
+import mmvit_ext  # noqa: E402,F401  (registry entries, safe checkpoint loading)
 from mmengine.logging import print_log  # noqa: E402
 from mmvit_ext.utils.runner_setup import add_common_args, build_runner, load_config  # noqa: E402
 
@@ -39,10 +39,13 @@ def main():
         if not torch.cuda.is_available():
             sys.exit('error: --amp needs a CUDA GPU (mmengine\'s AmpOptimWrapper runs on GPUs '
                      'only); on this machine train in fp32, without --amp')
-        if cfg.optim_wrapper.get('type', 'OptimWrapper') == 'AmpOptimWrapper':
+        current = cfg.optim_wrapper.get('type', 'OptimWrapper')
+        if current in ('AmpOptimWrapper', 'FiniteAmpOptimWrapper'):
             print_log('AMP training is already enabled in the config', logger='current')
         else:
-            cfg.optim_wrapper.type = 'AmpOptimWrapper'
+            # keep the config's guard: FiniteOptimWrapper becomes FiniteAmpOptimWrapper
+            cfg.optim_wrapper.type = ('FiniteAmpOptimWrapper' if current == 'FiniteOptimWrapper'
+                                      else 'AmpOptimWrapper')
             cfg.optim_wrapper.loss_scale = 'dynamic'
     if args.auto_scale_lr:
         scale = cfg.get('auto_scale_lr')
@@ -62,4 +65,6 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    from mmvit_ext.utils.errors import one_line_refusals
+    with one_line_refusals():
+        main()

@@ -3,7 +3,12 @@
 #   python tools/train.py configs/_small_/dilateformer-demo_small-imagenet.py
 _base_ = '../dilateformer/dilateformer-t_8xb128_in1k.py'
 
-data_root = 'data/small/small_imagenet'
+# The built-in small datasets (`python tools/misc/make_small_datasets.py data/small` in the
+# checkout): found next to this config's checkout from any working directory, or wherever
+# the environment variable MMVIT_SMALL_DATA points (one setting for every path below).
+small_data = '{{$MMVIT_SMALL_DATA:-}}'
+small_data = '{{fileDirname}}/../../data/small' if small_data == '-' else small_data
+data_root = small_data + '/small_imagenet'
 metainfo = dict(classes=('square', 'circle', 'triangle'))  # not ImageNet's names
 model = dict(
     backbone=dict(arch=dict(_delete_=True, embed_dims=36, depths=(1, 1, 2, 1),
@@ -37,7 +42,7 @@ test_dataloader = val_dataloader
 val_evaluator = dict(type='Accuracy', topk=(1, ))
 test_evaluator = val_evaluator
 
-optim_wrapper = dict(type='OptimWrapper', optimizer=dict(lr=1e-3))
+optim_wrapper = dict(type='FiniteOptimWrapper', optimizer=dict(lr=1e-3))
 param_scheduler = [dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=0, end=10)]
 train_cfg = dict(max_epochs=10, val_interval=5)
 custom_hooks = []

@@ -5,7 +5,12 @@
 # (ADE20K's folder layout and label files, read as a plain BaseSegDataset with its own names).
 _base_ = '../dilateformer/dilateformer-t_upernet_8xb2-160k_ade20k-512x512.py'
 
-data_root = 'data/small/small_ade'
+# The built-in small datasets (`python tools/misc/make_small_datasets.py data/small` in the
+# checkout): found next to this config's checkout from any working directory, or wherever
+# the environment variable MMVIT_SMALL_DATA points (one setting for every path below).
+small_data = '{{$MMVIT_SMALL_DATA:-}}'
+small_data = '{{fileDirname}}/../../data/small' if small_data == '-' else small_data
+data_root = small_data + '/small_ade'
 classes = ('background', 'square', 'circle', 'triangle')
 metainfo = dict(classes=classes,
                 palette=[(120, 120, 120), (220, 40, 40), (40, 200, 60), (50, 70, 230)])
@@ -49,7 +54,7 @@ val_dataloader = dict(
                  pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=200, val_interval=100)
+train_cfg = dict(type='GuardedIterBasedTrainLoop', max_iters=200, val_interval=100)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=20),
     dict(type='PolyLR', eta_min=0.0, power=1.0, begin=20, end=200, by_epoch=False),

@@ -5,7 +5,12 @@
 # shrunk so that a few hundred iterations run in minutes on 2 CPU cores, from random weights.
 _base_ = '../dilateformer/mask-rcnn_dilateformer-t_fpn_1x_coco.py'
 
-data_root = 'data/small/small_coco/'
+# The built-in small datasets (`python tools/misc/make_small_datasets.py data/small` in the
+# checkout): found next to this config's checkout from any working directory, or wherever
+# the environment variable MMVIT_SMALL_DATA points (one setting for every path below).
+small_data = '{{$MMVIT_SMALL_DATA:-}}'
+small_data = '{{fileDirname}}/../../data/small' if small_data == '-' else small_data
+data_root = small_data + '/small_coco/'
 classes = ('square', 'circle', 'triangle')
 metainfo = dict(classes=classes, palette=[(220, 40, 40), (40, 200, 60), (50, 70, 230)])
 num_classes = len(classes)

@@ -23,6 +23,14 @@ model = dict(
 # No weight decay on norms (LayerNorm and BatchNorm).
 optim_wrapper = dict(
     _delete_=True,
-    type='OptimWrapper',
+    type='FiniteOptimWrapper',  # 'OptimWrapper'
     optimizer=dict(type='AdamW', lr=0.0001, betas=(0.9, 0.999), weight_decay=0.05),
     paramwise_cfg=dict(norm_decay_mult=0.))
+
+# mmvit_ext's guards (README: "What is refused and why"). Each line selects one registered
+# component; the type in its comment (mmengine's or mmdet's own) switches that guard off, and
+# `guards = dict(work_dir_lock=False, ...)` switches off single checks of GuardedRunner.
+runner_type = 'GuardedRunner'  # 'Runner'
+train_cfg = dict(type='GuardedEpochBasedTrainLoop')  # 'EpochBasedTrainLoop'
+default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))  # 'CheckpointHook'
+train_dataloader = dict(dataset=dict(type='CheckedCocoDataset'))  # 'CocoDataset'

@@ -22,3 +22,11 @@ model = dict(
 
 # No weight decay on norms (LayerNorm and BatchNorm).
 optim_wrapper = dict(paramwise_cfg=dict(norm_decay_mult=0., _delete_=True))
+optim_wrapper = dict(type='FiniteOptimWrapper')  # 'OptimWrapper'
+
+# mmvit_ext's guards (README: "What is refused and why"). Each line selects one registered
+# component; the type in its comment (mmengine's or mmdet's own) switches that guard off, and
+# `guards = dict(work_dir_lock=False, ...)` switches off single checks of GuardedRunner.
+runner_type = 'GuardedRunner'  # 'Runner'
+train_cfg = dict(type='GuardedIterBasedTrainLoop')  # 'IterBasedTrainLoop'
+default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))  # 'CheckpointHook'

@@ -23,6 +23,15 @@ model = dict(
 
 # No weight decay on norms (stage norms norm0-3, LN/GN inside) and on the position embedding.
 optim_wrapper = dict(
+    type='FiniteOptimWrapper',  # 'OptimWrapper'
     paramwise_cfg=dict(
         custom_keys={'norm': dict(decay_mult=0.), 'pos_embed': dict(decay_mult=0.)},
         _delete_=True))
+
+# mmvit_ext's guards (README: "What is refused and why"). Each line selects one registered
+# component; the type in its comment (mmengine's or mmdet's own) switches that guard off, and
+# `guards = dict(work_dir_lock=False, ...)` switches off single checks of GuardedRunner.
+runner_type = 'GuardedRunner'  # 'Runner'
+train_cfg = dict(type='GuardedEpochBasedTrainLoop')  # 'EpochBasedTrainLoop'
+default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))  # 'CheckpointHook'
+train_dataloader = dict(dataset=dict(type='CheckedCocoDataset'))  # 'CocoDataset'

@@ -1,11 +1,20 @@
-"""Clear errors for COCO annotation files that mmdet would turn into a ``KeyError: 'mask'`` or
-"need at least one array to concatenate" many steps later: an annotation with an empty or
-degenerate ``segmentation`` (when the pipeline loads masks), and a training file in which no
-image keeps an annotation. Installed on mmdet's ``CocoDataset`` when ``mmvit_ext`` is imported
-and mmdet is present; the messages name the file, the annotation and image ids, and the fix."""
-from typing import Optional
+"""``CheckedCocoDataset``: mmdet's ``CocoDataset`` that says what is wrong with an annotation file
+instead of training on nothing. Selected with the dataset ``type`` (the project's COCO configs
+do); registered in mmdet's ``DATASETS`` when mmdet is installed.
 
-__all__ = ['CocoAnnotationError', 'install', 'segmentation_problem']
+* An annotation whose ``segmentation`` is empty, a polygon of fewer than 3 points or an RLE
+  without ``counts``/``size`` is ignored, as mmdet's ``LoadAnnotations`` ignores degenerate
+  polygons (an empty one would otherwise end in ``KeyError: 'mask'`` many steps later); one
+  warning counts them and names the first ids.
+* A training file in which no image keeps a usable box (none annotated, other classes, every box
+  of zero width or height, or all images smaller than ``filter_cfg.min_size``) is refused, naming
+  the file, the counts and the fix: mmdet would train with ``loss_bbox 0.0000``.
+"""
+from typing import List, Optional
+
+from mmengine.logging import print_log
+
+__all__ = ['CocoAnnotationError', 'segmentation_problem', 'CheckedCocoDataset']
 
 
 class CocoAnnotationError(ValueError):
@@ -15,15 +24,13 @@ class CocoAnnotationError(ValueError):
 def segmentation_problem(seg) -> Optional[str]:
     """What is wrong with a COCO ``segmentation`` value, or None."""
     if isinstance(seg, dict):
-        if not seg or 'counts' not in seg or 'size' not in seg:
+        if not seg or seg.get('counts') is None or seg.get('size') is None:
             return f'an RLE "segmentation" without "counts" and "size" ({seg!r:.60})'
         return None
     if not isinstance(seg, list) or not seg:
         return f'an empty "segmentation" ({seg!r})'
-    for poly in seg:
-        if not isinstance(poly, list) or len(poly) < 6 or len(poly) % 2:
-            return (f'a polygon that is not 3 or more (x, y) points ({str(poly)[:60]}), '
-                    f'in "segmentation"')
+    if not any(isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0 for p in seg):
+        return f'no polygon of 3 or more (x, y) points ({str(seg)[:60]})'
     return None
 
 
@@ -33,52 +40,77 @@ def _loads_masks(dataset) -> bool:
                for t in transforms)
 
 
-_FIX = ('Give it a polygon [[x1, y1, x2, y2, x3, y3, ...]] or an RLE {"counts", "size"}, or '
-        'delete the annotation. For box-only data, drop the "segmentation" keys and train a '
-        "detector without masks (LoadAnnotations(with_mask=False), no mask head).")
+# a zero-area polygon: what mmdet's LoadAnnotations puts in place of a degenerate one
+_IGNORED_MASK = [[0.0] * 6]
 
+try:
+    from mmdet.datasets import CocoDataset
+    from mmdet.registry import DATASETS
+except Exception:  # noqa: BLE001  (mmdet absent or broken: nothing to register)
+    CocoDataset = DATASETS = None
 
-def install() -> None:
-    try:
-        from mmdet.datasets import CocoDataset
-    except Exception:  # mmdet absent or broken: nothing to guard
-        return
-    if getattr(CocoDataset.parse_data_info, '_mmvit_checked', False):
-        return
-    parse_data_info, filter_data = CocoDataset.parse_data_info, CocoDataset.filter_data
+if CocoDataset is not None:
 
-    def checked_parse_data_info(self, raw_data_info):
-        if _loads_masks(self):
-            img = raw_data_info['raw_img_info']
+    @DATASETS.register_module()
+    class CheckedCocoDataset(CocoDataset):
+        """``CocoDataset`` with the checks of the module docstring."""
+
+        def load_data_list(self) -> List[dict]:
+            self._ignored_segmentations: List[str] = []
+            data_list = super().load_data_list()
+            ignored = self._ignored_segmentations
+            if ignored:
+                print_log(
+                    f'{self.ann_file}: {len(ignored)} annotation(s) with an unusable '
+                    f'"segmentation" are ignored, as mmdet ignores degenerate polygons: '
+                    f'{"; ".join(ignored[:3])}{" ..." if len(ignored) > 3 else ""}',
+                    logger='current', level=30)
+            return data_list
+
+        def parse_data_info(self, raw_data_info):
+            data_info = super().parse_data_info(raw_data_info)
+            if not _loads_masks(self):
+                return data_info
+            by_bbox = {}
             for ann in raw_data_info['raw_ann_info']:
-                if ann.get('ignore_flag', 0) or 'segmentation' not in ann:
-                    continue
-                problem = segmentation_problem(ann['segmentation'])
+                x, y, w, h = ann['bbox']
+                by_bbox.setdefault((x, y, x + w, y + h), ann)
+            for instance in data_info['instances']:
+                ann = by_bbox.get(tuple(instance['bbox']), {})
+                problem = segmentation_problem(instance.get('mask', ann.get('segmentation')))
                 if problem:
-                    raise CocoAnnotationError(
-                        f'{self.ann_file}: annotation id {ann.get("id")} of image id '
-                        f'{img.get("img_id", img.get("id"))} ({img.get("file_name")}) has '
-                        f'{problem}, and the pipeline loads masks. {_FIX}')
-        return parse_data_info(self, raw_data_info)
+                    self._ignored_segmentations.append(
+                        f'annotation id {ann.get("id")} of image id {data_info["img_id"]} has '
+                        f'{problem}')
+                    instance['ignore_flag'] = 1
+                    instance['mask'] = _IGNORED_MASK
+            return data_info
 
-    def checked_filter_data(self):
-        kept = filter_data(self)
-        if self.test_mode or kept:
-            return kept
-        try:
-            from mmengine.fileio import load
-            raw = load(self.ann_file)
-            images, anns = len(raw.get('images', [])), len(raw.get('annotations', []))
-        except Exception:  # counting is a courtesy; the refusal stands without it
-            images = anns = '?'
-        raise CocoAnnotationError(
-            f'{self.ann_file}: no training image is left ({images} images, {anns} annotations'
-            f'{"" if anns else ": no image has an annotation"}; images without annotations, '
-            'of other classes or smaller than filter_cfg.min_size are dropped). Check that the '
-            'annotations\' category ids are among the file\'s "categories" and their names '
-            f'match the classes of the config ({list(self.metainfo.get("classes", ()))[:5]}...), '
-            'or that data_root / ann_file name the intended file.')
-
-    checked_parse_data_info._mmvit_checked = True
-    CocoDataset.parse_data_info = checked_parse_data_info
-    CocoDataset.filter_data = checked_filter_data
+        def filter_data(self) -> List[dict]:
+            kept = super().filter_data()
+            if self.test_mode:
+                return kept
+            usable = [d for d in kept
+                      if any(not i.get('ignore_flag', 0) for i in d.get('instances', []))]
+            if usable:
+                return kept
+            try:
+                from mmengine.fileio import load
+                raw = load(self.ann_file)
+                images, anns = len(raw.get('images', [])), raw.get('annotations', [])
+                degenerate = sum(1 for a in anns if len(a.get('bbox', ())) == 4
+                                 and (a['bbox'][2] < 1 or a['bbox'][3] < 1))
+                anns = len(anns)
+            except Exception:  # noqa: BLE001  (counting is a courtesy; the refusal stands)
+                images = anns = degenerate = '?'
+            why = ('no image has an annotation' if anns == 0 else
+                   f'{degenerate} of the {anns} boxes are smaller than 1x1 pixel'
+                   if degenerate else 'no annotation is of a class of the config')
+            raise CocoAnnotationError(
+                f'{self.ann_file}: no training image keeps a usable box ({images} images, '
+                f'{anns} annotations: {why}; images without annotations, of other classes, '
+                'whose boxes are smaller than 1x1 pixel, or smaller than filter_cfg.min_size are '
+                'dropped). Check that the boxes are [x, y, width, height] in pixels, that the '
+                'annotations\' category ids are among the file\'s "categories" and their names '
+                f'match the classes of the config ({list(self.metainfo.get("classes", ()))[:5]}'
+                '...), or that data_root / ann_file name the intended file.')

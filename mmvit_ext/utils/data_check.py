@@ -47,35 +47,58 @@ def _join(root, path):
     return path if osp.isabs(path) or not root else osp.join(root, path)
 
 
+def _dataset_paths(ds) -> List[str]:
+    root = ds.get('data_root') or ''
+    expected = [root] if root else []
+    ann = _join(root, ds.get('ann_file'))
+    if ann:
+        expected.append(ann)
+    prefix = ds.get('data_prefix') or {}
+    if isinstance(prefix, dict):
+        expected += [_join(root, p) for p in prefix.values() if p]
+    elif isinstance(prefix, str):
+        expected.append(_join(root, prefix))
+    return [p for p in expected if p]
+
+
+def _evaluators(cfg, phase):
+    ev = cfg.get(f'{phase}_evaluator')
+    return ev if isinstance(ev, (list, tuple)) else [ev] if ev else []
+
+
 def check_dataset_paths(cfg, phases: Sequence[str] = ('train', 'val', 'test')) -> None:
-    """Raise :class:`DatasetNotFoundError` naming the expected paths of the first missing dataset."""
+    """Raise :class:`DatasetNotFoundError` naming every missing path and every config key that
+    must change (each phase's ``data_root``, and evaluators' ``ann_file``)."""
+    missing, keys, kinds = [], [], []
     for phase in phases:
         loader = cfg.get(f'{phase}_dataloader')
         if not loader:
             continue
         for ds in _datasets(loader.get('dataset')):
-            root = ds.get('data_root') or ''
-            expected = []
-            if root:
-                expected.append(root)
-            ann = _join(root, ds.get('ann_file'))
-            if ann:
-                expected.append(ann)
-            prefix = ds.get('data_prefix') or {}
-            if isinstance(prefix, dict):
-                expected += [_join(root, p) for p in prefix.values() if p]
-            elif isinstance(prefix, str):
-                expected.append(_join(root, prefix))
-            missing = [p for p in expected if p and not osp.exists(p)]
-            if not missing:
+            absent = [p for p in _dataset_paths(ds) if not osp.exists(p)]
+            if not absent:
                 continue
             kind = ds.get('type', 'dataset')
             kind = kind if isinstance(kind, str) else getattr(kind, '__name__', str(kind))
-            how = _HOW_TO_GET.get(kind.split('.')[-1], 'the dataset named in the config')
-            raise DatasetNotFoundError(
-                f'{phase}_dataloader: {kind} data not found. Missing: '
-                f'{", ".join(osp.abspath(p) for p in missing)} '
-                f'(data_root={root!r}, ann_file={ds.get("ann_file")!r}, '
-                f'data_prefix={prefix!r}).\n'
-                f'Get it: {how}; or point the config elsewhere, e.g. --cfg-options '
-                f'{phase}_dataloader.dataset.data_root=/path/to/data/.\n{SMALL_DATA_HINT}')
+            kinds.append(kind.split('.')[-1])
+            missing += [osp.abspath(p) for p in absent if osp.abspath(p) not in missing]
+            keys.append(f'{phase}_dataloader.dataset.data_root (now {ds.get("data_root")!r})')
+        for i, ev in enumerate(_evaluators(cfg, phase)):
+            ann = ev.get('ann_file') if isinstance(ev, dict) else None
+            if ann and not osp.exists(ann):
+                missing.append(osp.abspath(ann)) if osp.abspath(ann) not in missing else None
+                where = f'{phase}_evaluator' + (f'[{i}]' if len(_evaluators(cfg, phase)) > 1
+                                                 else '')
+                keys.append(f'{where}.ann_file (now {ann!r})')
+    if not missing:
+        return
+    how = '; '.join(dict.fromkeys(_HOW_TO_GET.get(k, 'the dataset named in the config')
+                                  for k in kinds)) or 'the dataset named in the config'
+    setting = ('\nThis is a small-dataset config: one setting moves every path, the environment '
+               'variable MMVIT_SMALL_DATA=/path/to/small (the folder make_small_datasets.py '
+               'wrote).' if 'small_data' in cfg else '')
+    raise DatasetNotFoundError(
+        f'dataset not found. Missing: {", ".join(missing)}.\n'
+        f'Config keys that point there ({len(keys)}): {"; ".join(keys)}.\n'
+        f'Get it: {how}; or point each of those keys elsewhere with --cfg-options.{setting}\n'
+        f'{SMALL_DATA_HINT}')

@@ -116,4 +116,6 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    from mmvit_ext.utils.errors import one_line_refusals
+    with one_line_refusals():
+        main()

@@ -95,4 +95,6 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    from mmvit_ext.utils.errors import one_line_refusals
+    with one_line_refusals():
+        main()

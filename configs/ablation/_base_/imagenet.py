@@ -18,3 +18,12 @@ model = dict(
 train_dataloader = dict(batch_size=128)
 val_dataloader = dict(batch_size=128)
 test_dataloader = val_dataloader
+optim_wrapper = dict(type='FiniteOptimWrapper')  # 'OptimWrapper'
+
+# mmvit_ext's guards (README: "What is refused and why"). Each line selects one registered
+# component; the type in its comment (mmengine's or mmdet's own) switches that guard off, and
+# `guards = dict(work_dir_lock=False, ...)` switches off single checks of GuardedRunner.
+runner_type = 'GuardedRunner'  # 'Runner'
+train_cfg = dict(  # 'EpochBasedTrainLoop'
+    _delete_=True, type='GuardedEpochBasedTrainLoop', max_epochs=300, val_interval=1)
+default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))  # 'CheckpointHook'

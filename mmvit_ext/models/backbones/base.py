@@ -34,6 +34,9 @@ class PyramidBackbone(BaseModule):
     num_stages = 4
     norm_eval = False
     routes_tokens = False  # True where discrete choices (sort, top-k, k-means) route tokens
+    #: refuse a ``load_state_dict`` whose backbone part does not fit or is not finite (see
+    #: :meth:`_load_from_state_dict`); set False on an instance for deliberate partial loads
+    check_loaded_weights = True
 
     def frozen_modules(self, num_frozen: int) -> List[nn.Module]:
         raise NotImplementedError
@@ -101,6 +104,36 @@ class PyramidBackbone(BaseModule):
         print_log(f'{type(self).__name__}: no pretrained weights (init_cfg=None), training '
                   'starts from scratch', logger='current')
         self.init_from_scratch()
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs):
+        # Every loader of a whole model (mmengine's load_checkpoint, so init_detector,
+        # inference_model, get_model(weights=...), the inferencers; torch's load_state_dict)
+        # passes through here with the backbone's prefix: the backbone checks its own part, so a
+        # checkpoint of another family or with NaN weights is refused wherever it enters,
+        # without patching any framework.
+        if self.check_loaded_weights and not getattr(self, '_loading_pretrained', False):
+            self._check_own_weights(state_dict, prefix)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
+
+    def _check_own_weights(self, state_dict, prefix: str) -> None:
+        from ...checkpoint import (CheckpointMismatchError, check_finite, describe_mismatch,
+                                   mismatch_summary, which_backbones)
+        own = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+        where = f"the backbone's weights ('{prefix}*')" if prefix else 'the backbone weights'
+        if not own:
+            raise CheckpointMismatchError(
+                f'the weights given to {type(self).__name__} hold none of {where}: it is not a '
+                'checkpoint of this model (or the keys carry another prefix).')
+        check_finite(own, where)
+        summary = mismatch_summary(self, own)
+        if summary['missing'] or summary['unexpected'] or summary['wrong_shape']:
+            raise CheckpointMismatchError(
+                f'{where} do not fit {type(self).__name__}: {describe_mismatch(summary)}.' +
+                which_backbones(self, own) + ' Load a checkpoint of this config (official '
+                'ImageNet weights go through init_cfg=dict(type="Pretrained", ...), which '
+                'converts them).')
 
     def _freeze_stages(self):
         if self.frozen_stages < 0:

@@ -1,0 +1,214 @@
+"""``GuardedRunner``: mmengine's Runner, strict where it is silent. Selected with
+``runner_type = 'GuardedRunner'`` (the project's configs do, in ``configs/_base_/guards.py``);
+each guard is a key of the config's ``guards`` dict and can be switched off there, and
+``runner_type = 'Runner'`` switches them all off.
+
+* ``checkpoint_fit``: a checkpoint that does not fit is refused, naming the file, the keys and,
+  for our backbones, what it holds ("holds a DGT-T backbone; the config builds DilateFormer-S").
+  ``load_from`` in training may differ outside the backbone (fine-tuning with another
+  ``num_classes``: the skipped keys are logged); testing (``tools/test.py``, ``mim test``) is
+  strict unless ``allow_partial_load = True``; ``--resume`` is always strict. NaN/Inf weights
+  and optimizer state are refused.
+* ``resume_search``: ``--resume`` without a file takes ``last_checkpoint`` if it points at an
+  intact file, else the newest intact checkpoint of the work dir (and says which).
+* ``finite_state``: nothing non-finite is written: the weights and optimizer state are checked
+  before each save (the loss and gradients before each step by ``FiniteOptimWrapper``); the
+  stop message says which checkpoint on disk is the newest good one.
+* ``atomic_save``: each checkpoint is written to a temporary file in the work dir, fsynced and
+  renamed into place (a symlink there is replaced, not written through); a full disk ends in one
+  line with the earlier checkpoints intact.
+* ``work_dir_lock``: a second training run in the same work dir is refused.
+
+The resume position inside an epoch is the train loop's (``GuardedEpochBasedTrainLoop``): this
+runner stores it in each checkpoint's meta and hands it back on resume.
+"""
+import os
+import os.path as osp
+from typing import Dict
+
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+from .guards import (PARTIAL_LOAD_SWITCH, NonFiniteStateError,
+                     _unwrap, atomic_replace, check_checkpoint_fits, disk_full_error,
+                     find_resumable_checkpoint, is_disk_full, nonfinite_optimizer_state,
+                     on_disk_summary, work_dir_lock)
+from ..checkpoint import nonfinite_tensors
+from ..utils.checkfile import check_readable
+
+__all__ = ['GuardedRunner', 'DEFAULT_GUARDS']
+
+DEFAULT_GUARDS: Dict[str, bool] = dict(checkpoint_fit=True, resume_search=True,
+                                       finite_state=True, atomic_save=True, work_dir_lock=True)
+POSITION_KEY = 'mmvit_position'
+
+
+def _is_url(name: str) -> bool:
+    return '://' in str(name)
+
+
+@RUNNERS.register_module()
+class GuardedRunner(Runner):
+    """mmengine's ``Runner`` with the guards above (config: ``guards = dict(name=bool)``)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        configured = dict((self.cfg or {}).get('guards') or {})
+        unknown = sorted(set(configured) - set(DEFAULT_GUARDS))
+        if unknown:
+            from ..utils.errors import ConfigValueError
+            raise ConfigValueError(f'guards: unknown key(s) {unknown}; the guards are '
+                                   f'{sorted(DEFAULT_GUARDS)} (True or False each)')
+        self.guards = {**DEFAULT_GUARDS, **configured}
+        self._load_mode = 'finetune'
+        self._resumed_position = None
+
+    # ------------------------------------------------------------------------- loading
+    def load_or_resume(self) -> None:
+        if (not self._has_loaded and self._resume and self._load_from is None
+                and self.guards['resume_search']):
+            found = find_resumable_checkpoint(self.work_dir)
+            if found is None:
+                self.logger.info(f'--resume: no checkpoint in {self.work_dir} yet, training '
+                                 'starts from scratch')
+                self._resume = False
+            else:
+                self.logger.info(f'Auto resumed from the latest checkpoint {found}.')
+                self._load_from = found
+        super().load_or_resume()
+
+    def load_checkpoint(self, filename, map_location='cpu', strict=False,
+                        revise_keys=[(r'^module.', '')]):  # noqa: B006 (mmengine's API)
+        if not self.guards['checkpoint_fit']:
+            return super().load_checkpoint(filename, map_location, strict, revise_keys)
+        from mmengine.runner.checkpoint import _load_checkpoint, _load_checkpoint_to_model
+        if not _is_url(filename) and osp.isfile(filename):
+            check_readable(filename)
+        checkpoint = _load_checkpoint(filename, map_location=map_location)
+        self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
+        mode = self._load_mode
+        if mode == 'resume':
+            bad = nonfinite_optimizer_state(checkpoint.get('optimizer', {}))
+            if bad:
+                raise NonFiniteStateError(
+                    f'--resume: checkpoint {filename} holds NaN/Inf optimizer state in '
+                    f'{len(bad)} tensors ({", ".join(bad[:4])}); it was saved after training '
+                    'diverged. Resume from an earlier checkpoint.')
+            self._resumed_position = (checkpoint.get('meta') or {}).get(POSITION_KEY)
+        elif (self.cfg or {}).get(PARTIAL_LOAD_SWITCH, False):
+            mode = 'partial'
+        fitting = check_checkpoint_fits(self.model, checkpoint, filename,
+                                        'strict' if strict else mode, revise_keys)
+        checkpoint = dict(checkpoint, state_dict=fitting)
+        checkpoint = _load_checkpoint_to_model(_unwrap(self.model), checkpoint, strict,
+                                               revise_keys=revise_keys)
+        self._has_loaded = True
+        self.logger.info(f'Load checkpoint from {filename}')
+        return checkpoint
+
+    def resume(self, filename, resume_optimizer=True, resume_param_scheduler=True,
+               map_location='default'):
+        previous, self._load_mode = self._load_mode, 'resume'
+        try:
+            super().resume(filename, resume_optimizer, resume_param_scheduler, map_location)
+        finally:
+            self._load_mode = previous
+        # the sampler was built before resume restored the seed: give it the run's seed, so
+        # that the resumed epoch visits the images in the interrupted run's order
+        seed = self._randomness_cfg.get('seed')
+        loader = getattr(self.train_loop, 'dataloader', None)
+        for sampler in (getattr(loader, 'sampler', None),
+                        getattr(getattr(loader, 'batch_sampler', None), 'sampler', None)):
+            if seed is not None and hasattr(sampler, 'seed'):
+                sampler.seed = seed
+        restore = getattr(self.train_loop, 'restore_position', None)
+        if restore is not None:
+            restore(self._resumed_position, filename)
+
+    def _test_or_val(self, run):
+        previous = self._load_mode
+        self._load_mode = 'partial' if (self.cfg or {}).get(PARTIAL_LOAD_SWITCH) else 'strict'
+        try:
+            return run()
+        finally:
+            self._load_mode = previous
+
+    def test(self):
+        return self._test_or_val(super().test)
+
+    def val(self):
+        return self._test_or_val(super().val)
+
+    # ------------------------------------------------------------------------- training
+    def build_optim_wrapper(self, optim_wrapper):
+        built = super().build_optim_wrapper(optim_wrapper)
+        watch = getattr(built, 'watch_losses', None)  # FiniteOptimWrapper: name the loss terms
+        if callable(watch):
+            watch(_unwrap(self.model))
+        return built
+
+    def train(self):
+        from mmengine.dist import is_main_process
+        lock = self.guards['work_dir_lock'] and is_main_process()
+        try:
+            if lock:
+                with work_dir_lock(self.work_dir):
+                    return super().train()
+            return super().train()
+        except NonFiniteStateError as e:
+            if 'newest intact checkpoint' in str(e) or 'No checkpoint of this run' in str(e):
+                raise
+            raise NonFiniteStateError(f'{e} {on_disk_summary(self.work_dir)}') from e
+
+    # ------------------------------------------------------------------------- saving
+    def save_checkpoint(self, out_dir, filename, file_client_args=None, save_optimizer=True,
+                        save_param_scheduler=True, meta=None, by_epoch=True, backend_args=None):
+        from mmengine.dist import is_main_process
+        if not is_main_process():  # mmengine's is master-only too
+            return
+        meta = dict(meta or {})
+        from mmengine.runner import BaseLoop
+        position = getattr(self._train_loop, 'position', None) \
+            if isinstance(self._train_loop, BaseLoop) else None
+        if callable(position):
+            meta[POSITION_KEY] = position()
+        final = osp.join(out_dir, filename)
+        if self.guards['finite_state']:
+            self._check_finite_before_save(final, save_optimizer)
+        local = backend_args is None and file_client_args is None and not _is_url(out_dir)
+        if not (self.guards['atomic_save'] and local):
+            return super().save_checkpoint(out_dir, filename, file_client_args, save_optimizer,
+                                           save_param_scheduler, meta, by_epoch, backend_args)
+        tmp_name = f'.{filename}.{os.getpid()}.tmp'
+        tmp = osp.join(out_dir, tmp_name)
+        try:
+            super().save_checkpoint(out_dir, tmp_name, None, save_optimizer,
+                                    save_param_scheduler, meta, by_epoch, None)
+            atomic_replace(tmp, final)
+        except OSError as e:
+            if osp.lexists(tmp):
+                os.remove(tmp)
+            if is_disk_full(e):
+                raise disk_full_error(final, e) from e
+            raise
+        except BaseException:
+            if osp.lexists(tmp):
+                os.remove(tmp)
+            raise
+
+    def _check_finite_before_save(self, path: str, save_optimizer: bool) -> None:
+        weights = nonfinite_tensors(_unwrap(self.model).state_dict())
+        state = nonfinite_optimizer_state(self.optim_wrapper.state_dict()) \
+            if save_optimizer and hasattr(self.optim_wrapper, 'state_dict') else []
+        if weights or state:
+            what = []
+            if weights:
+                what.append(f'{len(weights)} weight tensors ({", ".join(weights[:3])})')
+            if state:
+                what.append(f'{len(state)} optimizer state tensors ({", ".join(state[:3])})')
+            raise NonFiniteStateError(
+                f'training stopped at iteration {self.iter + 1}: NaN/Inf in '
+                f'{" and ".join(what)}; {osp.basename(path)} was not written. '
+                f'{on_disk_summary(self.work_dir)} Lower the learning rate or add gradient '
+                'clipping (optim_wrapper.clip_grad).')
+
