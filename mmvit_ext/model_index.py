@@ -65,16 +65,35 @@ def register_with_mmpretrain() -> bool:
         from mmpretrain.apis import ModelHub
     except Exception:  # noqa: BLE001  (mmpretrain absent: nothing to register with)
         return False
-    root = index_root()
-    if root is None:
+    classifiers = [_as_index_entry(e) for e in iter_models() if _is_imagenet_model(e)]
+    if not classifiers:
         return False
-    try:
-        ModelHub.register_model_index(osp.join(root, 'model-index.yml'), config_prefix=root)
-    except ValueError as e:  # registered already (e.g. a second copy of the package)
-        if 'conflict' not in str(e):
-            raise
+    import tempfile
+
+    import yaml
+    # register_model_index reads a file: a temporary one that lists the ImageNet models only
+    # (the detectors and segmentors are not mmpretrain models), with absolute config paths
+    with tempfile.TemporaryDirectory() as tmp:
+        path = osp.join(tmp, 'mmvit_ext-mmpretrain-models.yml')
+        with open(path, 'w') as f:
+            yaml.safe_dump({'Models': classifiers}, f)
+        try:
+            ModelHub.register_model_index(path)
+        except ValueError as e:  # registered already (e.g. a second copy of the package)
+            if 'conflict' not in str(e):
+                raise
     _registered = True
     return True
+
+
+def _is_imagenet_model(entry: Dict) -> bool:
+    tasks = {r.get('Task') for r in entry.get('Results') or []}
+    return 'Image Classification' in tasks or entry['Config'].endswith('_in1k.py')
+
+
+def _as_index_entry(entry: Dict) -> Dict:
+    keep = ('Name', 'Config', 'Metadata', 'Results', 'Weights', 'Alias', 'Paper', 'README')
+    return {k: v for k, v in entry.items() if k in keep and v is not None}
 
 
 _registered = False

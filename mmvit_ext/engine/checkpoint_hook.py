@@ -23,6 +23,18 @@ class SafeCheckpointHook(CheckpointHook):
     """``CheckpointHook`` that saves first and deletes old checkpoints after."""
 
     def _save_checkpoint_with_step(self, runner, step, meta):
+        outdated = []
+        if self.max_keep_ckpts > 0:
+            # mmengine's deque has maxlen=max_keep_ckpts: take the ids out before appending.
+            # The kept list goes into the message hub before the save, so a resumed run knows
+            # which files are its own to delete.
+            ids = list(self.keep_ckpt_ids)
+            if not (ids and ids[-1] == step):
+                ids.append(step)
+            outdated, kept = ids[:-self.max_keep_ckpts], ids[-self.max_keep_ckpts:]
+            self.keep_ckpt_ids.clear()
+            self.keep_ckpt_ids.extend(kept)
+            runner.message_hub.update_info('keep_ckpt_ids', list(kept))
         ckpt_filename = self.filename_tmpl.format(step)
         self.last_ckpt = self.file_backend.join_path(self.out_dir, ckpt_filename)
         runner.message_hub.update_info('last_ckpt', self.last_ckpt)
@@ -30,26 +42,16 @@ class SafeCheckpointHook(CheckpointHook):
             self.out_dir, ckpt_filename, self.file_client_args,
             save_optimizer=self.save_optimizer, save_param_scheduler=self.save_param_scheduler,
             meta=meta, by_epoch=self.by_epoch, backend_args=self.backend_args, **self.args)
-        if is_main_process():
-            pointer = osp.join(runner.work_dir, 'last_checkpoint')
-            tmp = f'{pointer}.{os.getpid()}.tmp'
-            with open(tmp, 'w') as f:
-                f.write(self.last_ckpt)
-            atomic_replace(tmp, pointer)
-        if self.max_keep_ckpts <= 0:
+        if not is_main_process():
             return
-        # mmengine's deque has maxlen=max_keep_ckpts: take the ids out of it before appending
-        ids = list(self.keep_ckpt_ids)
-        if not (ids and ids[-1] == step):
-            ids.append(step)
-        outdated, kept = ids[:-self.max_keep_ckpts], ids[-self.max_keep_ckpts:]
-        self.keep_ckpt_ids.clear()
-        self.keep_ckpt_ids.extend(kept)
-        for old in outdated:
+        pointer = osp.join(runner.work_dir, 'last_checkpoint')
+        tmp = f'{pointer}.{os.getpid()}.tmp'
+        with open(tmp, 'w') as f:
+            f.write(self.last_ckpt)
+        atomic_replace(tmp, pointer)
+        for old in outdated:  # only now that the new checkpoint is complete
             path = self.file_backend.join_path(self.out_dir, self.filename_tmpl.format(old))
-            if is_main_process():
-                if self.file_backend.isfile(path):
-                    self.file_backend.remove(path)
-                elif self.file_backend.isdir(path):  # deepspeed checkpoints are directories
-                    self.file_backend.rmtree(path)
-        runner.message_hub.update_info('keep_ckpt_ids', list(self.keep_ckpt_ids))
+            if self.file_backend.isfile(path):
+                self.file_backend.remove(path)
+            elif self.file_backend.isdir(path):  # deepspeed checkpoints are directories
+                self.file_backend.rmtree(path)

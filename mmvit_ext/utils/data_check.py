@@ -69,8 +69,8 @@ def _evaluators(cfg, phase):
 def check_dataset_paths(cfg, phases: Sequence[str] = ('train', 'val', 'test')) -> None:
     """Raise :class:`DatasetNotFoundError` naming every missing path and every config key that
     must change (each phase's ``data_root``, and evaluators' ``ann_file``)."""
-    missing, keys, kinds = [], [], []
-    for phase in phases:
+    missing, keys, kinds, needed = [], [], [], False
+    for phase in ('train', 'val', 'test'):  # every key that points there is named
         loader = cfg.get(f'{phase}_dataloader')
         if not loader:
             continue
@@ -80,17 +80,19 @@ def check_dataset_paths(cfg, phases: Sequence[str] = ('train', 'val', 'test')) -
                 continue
             kind = ds.get('type', 'dataset')
             kind = kind if isinstance(kind, str) else getattr(kind, '__name__', str(kind))
-            kinds.append(kind.split('.')[-1])
+            kinds.append(kind.split('.')[-1].replace('CheckedCocoDataset', 'CocoDataset'))
+            needed = needed or phase in phases
             missing += [osp.abspath(p) for p in absent if osp.abspath(p) not in missing]
             keys.append(f'{phase}_dataloader.dataset.data_root (now {ds.get("data_root")!r})')
         for i, ev in enumerate(_evaluators(cfg, phase)):
             ann = ev.get('ann_file') if isinstance(ev, dict) else None
             if ann and not osp.exists(ann):
+                needed = needed or phase in phases
                 missing.append(osp.abspath(ann)) if osp.abspath(ann) not in missing else None
                 where = f'{phase}_evaluator' + (f'[{i}]' if len(_evaluators(cfg, phase)) > 1
                                                  else '')
                 keys.append(f'{where}.ann_file (now {ann!r})')
-    if not missing:
+    if not needed:
         return
     how = '; '.join(dict.fromkeys(_HOW_TO_GET.get(k, 'the dataset named in the config')
                                   for k in kinds)) or 'the dataset named in the config'
