@@ -31,6 +31,11 @@ def _ext():
 
 
 # ----------------------------------------------------------------------------- the operators
+from .utils.torch_features import require  # noqa: E402
+
+require('whole-model export (our NMS / RoIAlign custom ops)')
+
+
 @torch.library.custom_op('mmvit_ext::nms', mutates_args=())
 def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
     """Indices (int64) of the boxes kept by NMS, by descending score (mmcv's kernel, offset 0)."""

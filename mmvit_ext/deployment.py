@@ -252,6 +252,8 @@ def export_program(module: nn.Module, img: torch.Tensor):
     Non-strict tracing; guards that symbolic reasoning cannot prove for the whole range (most are
     divisibility facts true by construction, e.g. a padded size is a multiple of its window)
     become runtime checks instead of failing the export."""
+    from mmvit_ext.utils.torch_features import require
+    require('torch.export with free height and width')
     lo, hi = free_size_range(*img.shape[-2:], detector=getattr(module, 'kind', '') == 'detector')
     dims = {'img': {2: torch.export.Dim('height', min=lo, max=hi),
                     3: torch.export.Dim('width', min=lo, max=hi)}}

@@ -30,7 +30,8 @@ def user_errors() -> tuple:
     from .checkfile import CorruptCheckpointError
     from .data_check import DatasetNotFoundError
     from .safe_load import UnsafeCheckpointError
-    return (CheckpointMismatchError, NonFiniteCheckpointError, NonFiniteStateError,
+    from .torch_features import UnsupportedTorchError
+    return (UnsupportedTorchError, CheckpointMismatchError, NonFiniteCheckpointError, NonFiniteStateError,
             CorruptCheckpointError, UnsafeCheckpointError, DatasetNotFoundError,
             CocoAnnotationError, ConfigValueError, CheckpointSaveError, ResumeError,
             WorkDirLockedError)

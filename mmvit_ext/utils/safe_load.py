@@ -112,6 +112,16 @@ def _extra_safe_globals() -> Dict[str, Any]:
             obj = getattr(dtypes, n)
             if isinstance(obj, type) and issubclass(obj, np.dtype):
                 add(obj, f'numpy.dtypes.{n}')
+    # what newer torch's own allow-list has and torch 2.1's lacks: plain containers, and
+    # _codecs.encode(text, 'latin1'), with which numpy 1.x pickles the bytes of its scalars and
+    # arrays under protocol 2 (torch.save's); it only encodes a string
+    import _codecs
+    import collections
+    add(_codecs.encode, '_codecs.encode')
+    for obj in (collections.OrderedDict, collections.Counter, set, frozenset, bytearray, complex,
+                slice, range):
+        add(obj)
+    add(torch.device, 'torch.device')
     for cls in _getattr_allow_list():  # HistoryBuffer
         add(cls)
         add(cls, 'mmengine.logging.history_buffer.HistoryBuffer')

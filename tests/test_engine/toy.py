@@ -102,10 +102,15 @@ class RecordImageIds:
 
 
 def build_runner(cfg, record=None, resume=False, load_from=None):
+    import uuid
+
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
     cfg = cfg.copy()
     cfg.resume, cfg.load_from = resume, load_from
+    # a name of its own: runners built in the same second would otherwise share mmengine's
+    # logger and visualizer instances (named by the timestamp), and with them a work dir
+    cfg.experiment_name = f'toy-{uuid.uuid4().hex[:8]}'
     runner = RUNNERS.build(cfg) if cfg.runner_type != 'Runner' else Runner.from_cfg(cfg)
     if record is not None:
         runner.register_hook(record.as_hook(), priority='LOWEST')

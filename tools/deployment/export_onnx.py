@@ -76,6 +76,9 @@ def main():
     except ImportError:
         sys.exit('error: onnxruntime is not installed: pip install -r requirements/deploy.txt')
     import mmvit_ext  # noqa: F401
+    if args.exporter == 'dynamo':
+        from mmvit_ext.utils.torch_features import require
+        require('the dynamo ONNX exporter')
     from mmvit_ext.deploy_ops import ONNX_TRANSLATIONS
     from mmvit_ext.deployment import (build_for_export, check_detector_opset, export_program,
                                       export_rewrites, exportable)
