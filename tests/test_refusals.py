@@ -718,3 +718,91 @@ def test_launch_scripts_keep_arguments_with_spaces(script, args, expected, tmp_p
     argv = [a.replace(REPO + '/', '').replace('tools/../', '') for a in argv]
     start = next(i for i, a in enumerate(argv) if a.endswith(expected[0]))
     assert argv[start].endswith(expected[0]) and argv[start + 1:] == expected[1:], argv
+
+
+# ============================================================================ config values
+_BAD_VALUES = {
+    'arch=huge': ('model.backbone.arch=huge', r"unknown DilateFormer arch 'huge'; choose one of"),
+    'arch=3': ('model.backbone.arch=3', r'DilateFormer arch must be a zoo name \(str\) or a '
+               r'dict, got int 3'),
+    'drop_path_rate=1.0': ('model.backbone.drop_path_rate=1.0',
+                           r'drop_path_rate must be in \[0, 1\), got 1.0'),
+    'misspelt key': ('model.backbone.drop_path_rat=0.1', r"model\.backbone\.drop_path_rat: "
+                     r"DilateFormer has no argument 'drop_path_rat' \(did you mean "
+                     r"'drop_path_rate'"),
+    'out_indices=(0.5,)': ('model.backbone.out_indices=(0.5,)', r'out_indices must be stage '
+                           r'numbers \(ints in \[0, 3\].*got \(0\.5,\)'),
+    'max_epochs=two': ('train_cfg.max_epochs=two', r"train_cfg\.max_epochs='two' cannot work: "
+                       r'it must be a whole number of epochs >= 1'),
+    'batch_size=0': ('train_dataloader.batch_size=0', r'train_dataloader\.batch_size=0 cannot '
+                     r'work: it must be a whole number of images per process >= 1'),
+    'lr=abc': ('optim_wrapper.optimizer.lr=abc', r"optim_wrapper\.optimizer\.lr='abc' cannot "
+               r'work: it must be a number >= 0'),
+}
+
+
+def _config_with(option):
+    """The demo config after ``--cfg-options OPTION``, as tools/train.py loads it."""
+    import argparse
+
+    from mmengine.config import DictAction
+
+    from mmvit_ext.utils.runner_setup import load_config
+    key, value = option.split('=', 1)
+    args = argparse.Namespace(config=osp.join(REPO, DET_CFG), launcher='none', work_dir=None,
+                              local_rank=0,
+                              cfg_options={key: DictAction._parse_iterable(value)})
+    return load_config(args)
+
+
+@pytest.mark.parametrize('case', sorted(_BAD_VALUES))
+def test_bad_config_values_are_refused_naming_key_value_and_what_is_allowed(case):
+    from mmvit_ext.utils.build import build_model_from_cfg
+    from mmvit_ext.utils.errors import refusal_message
+    option, pattern = _BAD_VALUES[case]
+    with pytest.raises(Exception) as err:
+        build_model_from_cfg(_config_with(option))
+    message = refusal_message(err.value)  # a refusal: the tools end on it in one line
+    assert message is not None and re.search(pattern, message), (type(err.value), err.value)
+
+
+@pytest.mark.parametrize('case', ['arch=huge', 'max_epochs=two'])
+def test_bad_config_values_end_tools_train_in_one_line(case, small_data, tmp_path):
+    option, pattern = _BAD_VALUES[case]
+    code, out = _run([sys.executable, 'tools/train.py', DET_CFG, '--work-dir', str(tmp_path),
+                      '--cfg-options', *_data_options(small_data), option])
+    _one_line_error(code, out, pattern)
+
+
+def test_backbone_arch_dicts_of_another_family_or_length():
+    from mmvit_ext.utils.errors import ConfigValueError
+    with pytest.raises(ConfigValueError, match=r"SGFormer arch key 'embed_dims' takes a sequence"):
+        SGFormer(arch=dict(DilateFormer.arch_zoo['tiny']))
+    arch = dict(QnAViT.arch_zoo['tiny'])
+    arch['qna_depths'] = arch['qna_depths'][:2]
+    with pytest.raises(ConfigValueError, match=r"QnAViT arch key 'qna_depths' takes \d values, "
+                       r'one per stage.*got 2'):
+        QnAViT(arch=arch)
+    assert DilateFormer(out_indices=3).out_indices == (3, )  # an int, as mmpretrain accepts it
+
+
+def test_an_image_of_another_dtype_is_named(tmp_path):
+    m = DilateFormer(arch=dict(embed_dims=12, depths=(1, 1, 1, 1), num_heads=(3, 3, 3, 3)))
+    m.eval()
+    with pytest.raises(ValueError, match=r'DilateFormer has torch\.float32 weights and got '
+                       r'torch\.float64 images \(shape \(1, 3, 32, 32\)\): convert the input'):
+        m(torch.zeros(1, 3, 32, 32, dtype=torch.float64))
+    with torch.autocast('cpu', dtype=torch.bfloat16):  # AMP: the autocast casts, no refusal
+        m(torch.zeros(1, 3, 32, 32, dtype=torch.bfloat16))
+
+
+def test_a_flax_file_with_a_string_leaf_is_named(tmp_path):
+    from tests.test_models.official_layouts import pack_msgpack
+    path = tmp_path / 'checkpoint_1'
+    path.write_bytes(pack_msgpack({'params': {'StemBlock_0': {'conv_1x1': {
+        'kernel': 'not an array'}}}}))
+    model = QnAViT('tiny', init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    with pytest.raises(CheckpointMismatchError, match=r"Flax msgpack file but not an official "
+                       r"QnA-ViT checkpoint: .*entry 'StemBlock_0/conv_1x1/kernel' is str 'not "
+                       r"an array', not an array of numbers"):
+        model.init_weights()

@@ -40,9 +40,12 @@ VALUE_RULES: List[Tuple[str, Callable[[Any], bool], str]] = [
 def _get(cfg, dotted: str):
     node = cfg
     for part in dotted.split('.'):
-        if not isinstance(node, dict) or part not in node:
+        try:  # a Config or a (Config)dict
+            if part not in node:
+                return False, None
+            node = node[part]
+        except TypeError:
             return False, None
-        node = node[part]
     return True, node
 
 

@@ -37,8 +37,11 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from mmvit_ext.deployment import (PERTURBATION, as_tuple, example_input,  # noqa: E402
-                                  near_tie, output_differences, self_drift)
+from mmvit_ext.utils.errors import one_line_refusals  # noqa: E402
+
+with one_line_refusals():  # on torch < 2.5: one line saying which torch it needs
+    from mmvit_ext.deployment import (PERTURBATION, as_tuple, example_input, near_tie,
+                                      output_differences, self_drift)
 
 
 def _input(image, shape, cfg):

@@ -53,6 +53,12 @@ class PyramidBackbone(BaseModule):
         if x.shape[1] != first_conv.in_channels:
             raise ValueError(f'{name} was built for {first_conv.in_channels}-channel images '
                              f'(in_channels), got {x.shape[1]} channels: shape {tuple(x.shape)}')
+        weight = first_conv.weight.dtype
+        autocast = torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled()
+        if x.dtype != weight and not (autocast and x.is_floating_point()):
+            raise ValueError(f'{name} has {weight} weights and got {x.dtype} images (shape '
+                             f'{tuple(x.shape)}): convert the input, x.to({weight}) (mmdet\'s '
+                             'data preprocessor does), or the model, model.to(x.dtype)')
         H, W = x.shape[2], x.shape[3]  # no int(): exporters keep these symbolic
         if H < 1 or W < 1:
             raise ValueError(f'{name} got an image of {H}x{W} pixels (shape {tuple(x.shape)}); '

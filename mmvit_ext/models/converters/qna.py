@@ -60,7 +60,11 @@ def _flatten(tree: Mapping, prefix: str = '') -> Dict[str, np.ndarray]:
         if isinstance(v, Mapping):
             out.update(_flatten(v, f'{prefix}{k}/'))
         else:
-            out[f'{prefix}{k}'] = np.asarray(v)
+            array = np.asarray(v)
+            if not np.issubdtype(array.dtype, np.number):  # a string or object leaf
+                raise KeyError(f"entry '{prefix}{k}' is {type(v).__name__} {str(v)[:40]!r}, "
+                               'not an array of numbers')
+            out[f'{prefix}{k}'] = array
     return out
 
 
@@ -70,7 +74,10 @@ def _block_order(names):
 
 
 def _t(a):
-    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+    array = np.asarray(a)
+    if not np.issubdtype(array.dtype, np.number):  # a string or object leaf
+        raise KeyError(f'a leaf is {type(a).__name__} {str(a)[:40]!r}, not an array of numbers')
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
 
 
 def msa_qkv_kernel_to_weight(kernel: np.ndarray, num_heads: int) -> np.ndarray:
@@ -125,6 +132,7 @@ def convert_qna(tree: Mapping, with_head: bool = True) -> Dict[str, torch.Tensor
     A leaf that fits no rule keeps its Flax path as key, so the strict check names it.
     """
     tree = params_tree(tree)
+    _flatten(tree)  # every leaf an array of numbers, or a KeyError naming the entry
     out = OrderedDict()
     leftovers = {}
     stem = tree.get('StemBlock_0', {}).get('conv_1x1', {}).get('kernel')
