@@ -291,6 +291,25 @@ def test_converters_refuse_bad_files_in_one_line_and_write_nothing(converter, tm
         assert not dst.exists() and not osp.exists(f'{dst}.part'), name
 
 
+def test_converter_output_problems_are_named_as_the_outputs(tmp_path):
+    """A good official file and an output that cannot be written: the message blames the
+    output, not the source."""
+    from tests.test_models.official_layouts import dilateformer_official_state_dict
+    src = tmp_path / 'official.pth'
+    torch.save({'model': dilateformer_official_state_dict('tiny')}, src)
+    (tmp_path / 'a_dir').mkdir()
+    (tmp_path / 'a_file').write_text('x')
+    cases = {str(tmp_path / 'a_dir'): r'the output .*a_dir is a directory; give a file name',
+             str(tmp_path / 'a_file' / 'out.pth'): r'could not write the output .*a_file/out\.pth'
+                                                    r': .*official\.pth itself was read and '
+                                                    r'converted fine'}
+    for dst, message in cases.items():
+        code, out = _convert('dilateformer', str(src), dst)
+        errors = [line for line in out.splitlines() if line.startswith('error:')]
+        assert code == 1 and len(errors) == 1 and re.search(message, errors[0]), out[-2000:]
+        assert 'is not an official' not in errors[0]
+
+
 def test_converter_command_line_exit_status_and_no_traceback(tmp_path):
     src = _damaged_files(tmp_path)['truncated'][0]
     code, out = _run([sys.executable, 'tools/model_converters/sgformer2mmvit.py', src,
@@ -806,3 +825,34 @@ def test_a_flax_file_with_a_string_leaf_is_named(tmp_path):
                        r"QnA-ViT checkpoint: .*entry 'StemBlock_0/conv_1x1/kernel' is str 'not "
                        r"an array', not an array of numbers"):
         model.init_weights()
+
+
+@pytest.mark.parametrize('api', ['init_detector', 'DetInferencer'])
+def test_the_inference_apis_refuse_another_family_and_nan_weights(api, det_checkpoints):
+    """The backbone checks its own part of whatever is loaded into it: no framework code is
+    patched, and mmdet's own APIs refuse what does not fit."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(osp.join(REPO, DET_CFG))
+
+    def load(ckpt):
+        if api == 'init_detector':
+            from mmdet.apis import init_detector
+            return init_detector(cfg, ckpt, device='cpu')
+        from mmdet.apis import DetInferencer
+        return DetInferencer(model=cfg, weights=ckpt, device='cpu')
+
+    with pytest.raises(CheckpointMismatchError, match=r"the checkpoint's backbone part "
+                       r"\('backbone\.\*'\) does not fit DilateFormer: .*It holds a DGT-T "
+                       'backbone'):
+        load(det_checkpoints['dgt'])
+    with pytest.raises(NonFiniteCheckpointError, match=r"the checkpoint's backbone part .* holds "
+                       r'NaN/Inf values in 1 of \d+ tensors: stem\.0\.weight'):
+        load(det_checkpoints['nan'])
+
+
+def test_get_model_with_weights_refuses_a_checkpoint_of_another_family(tmp_path):
+    from mmpretrain import get_model
+    path = _dgt_file(tmp_path)
+    with pytest.raises(CheckpointMismatchError, match=r'does not fit DilateFormer.*It holds a '
+                       r'DGT-T backbone'):
+        get_model('dilateformer-t_8xb128_in1k', pretrained=path)

@@ -127,16 +127,18 @@ class PyramidBackbone(BaseModule):
         from ...checkpoint import (CheckpointMismatchError, check_finite, describe_mismatch,
                                    mismatch_summary, which_backbones)
         own = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
-        where = f"the backbone's weights ('{prefix}*')" if prefix else 'the backbone weights'
+        where = f"the checkpoint's backbone part ('{prefix}*')" if prefix else \
+            'the backbone checkpoint'
         if not own:
             raise CheckpointMismatchError(
-                f'the weights given to {type(self).__name__} hold none of {where}: it is not a '
-                'checkpoint of this model (or the keys carry another prefix).')
+                f'the weights given to {type(self).__name__} hold nothing for the backbone '
+                f"('{prefix}*'): it is not a checkpoint of this model (or its keys carry another "
+                'prefix).')
         check_finite(own, where)
         summary = mismatch_summary(self, own)
         if summary['missing'] or summary['unexpected'] or summary['wrong_shape']:
             raise CheckpointMismatchError(
-                f'{where} do not fit {type(self).__name__}: {describe_mismatch(summary)}.' +
+                f'{where} does not fit {type(self).__name__}: {describe_mismatch(summary)}.' +
                 which_backbones(self, own) + ' Load a checkpoint of this config (official '
                 'ImageNet weights go through init_cfg=dict(type="Pretrained", ...), which '
                 'converts them).')

@@ -82,11 +82,17 @@ def check_and_write(args, converted: Dict, build_backbone: Callable[[Dict], torc
     else:
         state_dict = {(k if k.startswith('head.') else 'backbone.' + k): v
                       for k, v in converted.items()}
-    os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
     tmp = f'{args.dst}.part'
     try:
+        if osp.isdir(args.dst):
+            raise ConversionError(f'the output {args.dst} is a directory; give a file name, e.g. '
+                                  f'{osp.join(args.dst, "converted.pth")}')
+        os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
         torch.save(state_dict, tmp)
         os.replace(tmp, args.dst)
+    except OSError as e:  # the output's problem, not the source's
+        raise ConversionError(f'could not write the output {args.dst}: {e.strerror or e} '
+                              f'({args.src} itself was read and converted fine)') from e
     finally:
         if osp.exists(tmp):
             os.remove(tmp)
