@@ -84,7 +84,7 @@ def test_arch_errors():
         DGT('huge')
     with pytest.raises(ValueError, match='lacks'):
         DGT(dict(embed_dims=(8, 16, 32, 64)))
-    with pytest.raises(ValueError, match="'depths' needs 4 values"):
+    with pytest.raises(ValueError, match="'depths' takes 4 values, one per stage"):
         DGT(dict(TINY, depths=(1, 1, 1)))
     with pytest.raises(ValueError, match='out_indices'):
         DGT(TINY, out_indices=(4, ))
