@@ -154,3 +154,54 @@ def test_iteration_schedule_resumes_exactly_and_refuses_other_data(coco, tmp_pat
         build_runner(toy_config(work, coco, iters=10, sampler='InfiniteSampler'),
                      resume=True).train()
     assert osp.isfile(work / 'iter_10.pth')
+
+
+def _dist_run(config, work, ids_dir, stop_at=None, resume=False):
+    import socket
+    import subprocess
+    import sys
+
+    from ..conftest import REPO, run_env
+    cfg = config.copy()
+    cfg.custom_imports = dict(imports=['tests.test_engine.toy'], allow_failed_imports=False)
+    cfg.custom_hooks = [dict(type='ImageIdLogHook', out_dir=str(ids_dir), stop_at=stop_at)]
+    path = work.parent / f'{work.name}_{ids_dir.name}.py'
+    cfg.dump(str(path))
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    env = run_env()
+    env.update(PYTHON=sys.executable, PORT=str(port), OMP_NUM_THREADS='1')
+    cmd = ['bash', 'tools/dist_train.sh', str(path), '2', '--work-dir', str(work)]
+    proc = subprocess.run(cmd + (['--resume'] if resume else []), cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+    return proc
+
+
+def _rank_steps(ids_dir, rank):
+    path = ids_dir / f'rank{rank}.txt'
+    return [tuple(int(x) for x in line.split()) for line in path.read_text().splitlines()]
+
+
+@pytest.mark.dist
+def test_two_processes_see_every_image_once_per_epoch_across_a_resume(coco, tmp_path):
+    """2 gloo processes, DefaultSampler (4 images each), batch 2: per epoch both ranks together
+    train on the 8 images once; killed inside epoch 2 and resumed, each rank continues with
+    exactly the batches of the uninterrupted run."""
+    config = toy_config(tmp_path / 'unused', coco, epochs=3,
+                        checkpoint=dict(by_epoch=False, interval=1))
+    proc = _dist_run(config, tmp_path / 'full', tmp_path / 'ids_full')
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    full = [_rank_steps(tmp_path / 'ids_full', r) for r in (0, 1)]
+    assert [len(f) for f in full] == [6, 6]  # 2 iterations per epoch per rank
+    for epoch in range(3):
+        ids = [i for r in (0, 1) for step in full[r][2 * epoch:2 * epoch + 2] for i in step[1:]]
+        assert sorted(ids) == list(range(1, 9)), (epoch, ids)
+    proc = _dist_run(config, tmp_path / 'cut', tmp_path / 'ids_cut', stop_at=3)
+    assert proc.returncode != 0  # killed after iteration 3 (inside epoch 2) and its checkpoint
+    proc = _dist_run(config, tmp_path / 'cut', tmp_path / 'ids_resumed', resume=True)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    for r in (0, 1):
+        cut = _rank_steps(tmp_path / 'ids_cut', r)
+        resumed = _rank_steps(tmp_path / 'ids_resumed', r)
+        assert cut == full[r][:3] and resumed == full[r][3:], (r, cut, resumed)

@@ -115,3 +115,32 @@ def build_runner(cfg, record=None, resume=False, load_from=None):
     if record is not None:
         runner.register_hook(record.as_hook(), priority='LOWEST')
     return runner
+
+
+try:
+    from mmengine.hooks import Hook
+    from mmengine.registry import HOOKS
+
+    @HOOKS.register_module(force=True)
+    class ImageIdLogHook(Hook):
+        """Appends ``iteration id id ...`` per step to ``out_dir/rank<r>.txt``; ``stop_at``
+        ends the process right after that iteration's checkpoint, as a kill would."""
+        priority = 'LOWEST'
+
+        def __init__(self, out_dir, stop_at=None):
+            self.out_dir, self.stop_at = out_dir, stop_at
+
+        def before_train_iter(self, runner, batch_idx, data_batch=None):
+            import os
+
+            from mmengine.dist import get_rank
+            os.makedirs(self.out_dir, exist_ok=True)
+            with open(os.path.join(self.out_dir, f'rank{get_rank()}.txt'), 'a') as f:
+                f.write(' '.join(str(i) for i in [runner.iter, *data_batch['img_id']]) + '\n')
+
+        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+            if self.stop_at is not None and runner.iter + 1 == self.stop_at:
+                import os
+                os._exit(3)
+except ImportError:  # pragma: no cover
+    pass
