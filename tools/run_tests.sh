@@ -2,7 +2,7 @@
 # Set up both supported stacks, then run the tests on each (what CI runs):
 #   newest: torch 2.13, Python 3.11 (.venv)         -> the full default suite
 #   oldest: torch 2.1.2, Python 3.8 (.venv-oldest)  -> the subset in tests/oldest_stack.txt
-# First run on a new machine: ~30 min of installs (mmcv compiles once per stack, then is cached
+# First run on a new machine: ~15 min of installs (mmcv compiles once per stack, then is cached
 # in ~/.cache/mmvit_ext); later runs start testing within seconds.
 #
 #   bash tools/run_tests.sh                 # both stacks
