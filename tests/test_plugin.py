@@ -6,7 +6,6 @@ import os.path as osp
 import subprocess
 import sys
 
-import pytest
 
 from .conftest import REPO, run_env
 
@@ -116,11 +115,11 @@ def _mmdet_tool(name):
     return osp.join(osp.dirname(mmdet.__file__), '.mim', 'tools', f'{name}.py')
 
 
-def _run_mmdet(tmp_path, tag, plugin, load_from=None, num_classes=3, test_ckpt=None):
+def _run_mmdet(tmp_path, root, tag, plugin, load_from=None, num_classes=3, test_ckpt=None):
     imports = ("custom_imports = dict(imports=['mmvit_ext'], allow_failed_imports=False)"
                if plugin else '')
     config = tmp_path / f'{tag}.py'
-    config.write_text(_PLAIN_MMDET.format(imports=imports, root=_run_mmdet.root + '/',
+    config.write_text(_PLAIN_MMDET.format(imports=imports, root=root + '/',
                                           num_classes=num_classes, load_from=load_from))
     work = tmp_path / tag
     if test_ckpt:
@@ -147,15 +146,15 @@ def test_plain_mmdet_model_trains_tests_and_finetunes_the_same_with_the_plugin(s
     """mmdet's own tools, a ResNet-18 Mask R-CNN on the small set: with and without
     ``custom_imports=['mmvit_ext']`` the losses, the evaluation and mmdet's fine-tuning flow
     (``load_from`` a checkpoint with another ``num_classes``) are identical."""
-    _run_mmdet.root = small_data['coco']
+    root = small_data['coco']
     results = {}
     for plugin in (False, True):
         tag = 'plugin' if plugin else 'plain'
-        work, train_log, _ = _run_mmdet(tmp_path, tag, plugin)
+        work, train_log, _ = _run_mmdet(tmp_path, root, tag, plugin)
         ckpt = str(work / 'epoch_1.pth')
-        _, test_log, _ = _run_mmdet(tmp_path, tag + '_test', plugin, test_ckpt=ckpt)
+        _, test_log, _ = _run_mmdet(tmp_path, root, tag + '_test', plugin, test_ckpt=ckpt)
         # mmdet's documented fine-tuning: another number of classes, the heads re-initialised
-        _, tune_log, out = _run_mmdet(tmp_path, tag + '_tune', plugin, load_from=ckpt,
+        _, tune_log, out = _run_mmdet(tmp_path, root, tag + '_tune', plugin, load_from=ckpt,
                                       num_classes=5)
         assert 'size mismatch' in out or 'The model and loaded state dict do not match' in out
         results[plugin] = (train_log, test_log, tune_log)

@@ -17,7 +17,7 @@ from typing import Dict, List, Mapping, Optional
 import torch
 from mmengine.logging import print_log
 
-from ..checkpoint import (CheckpointMismatchError, check_finite, describe_mismatch,
+from ..checkpoint import (CheckpointMismatchError, _short, check_finite, describe_mismatch,
                           mismatch_summary, which_backbones)
 from ..utils.checkfile import CorruptCheckpointError, check_readable
 
@@ -54,11 +54,6 @@ def _unwrap(model):
     while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
         model = model.module
     return model
-
-
-def _short(keys, n=5):
-    keys = list(keys)
-    return ', '.join(keys[:n]) + (f' ... (+{len(keys) - n} more)' if len(keys) > n else '')
 
 
 # ----------------------------------------------------------------------------- checkpoint fit
@@ -100,7 +95,7 @@ def check_checkpoint_fits(model, checkpoint, filename: str, mode: str = 'strict'
                 'with another num_classes).', logger='current', level=30)
             return fitting
         message += (f' The backbone itself does not fit ({len(in_backbone)} of its keys: '
-                    f'{_short(sorted(in_backbone))}), so this is not a fine-tuning of the same '
+                    f'{_short(in_backbone, 5)}), so this is not a fine-tuning of the same '
                     'backbone.')
     if mode == 'partial':
         print_log(f'{message} Loading the matching weights only ({PARTIAL_LOAD_SWITCH}=True).',

@@ -38,6 +38,13 @@ def data_signature(dataloader) -> Dict[str, int]:
                 world_size=get_world_size(), dataset_size=len(dataloader.dataset))
 
 
+def _nothing_left(unit: str, done: int, key: str, limit: int, more: int) -> ResumeError:
+    return ResumeError(
+        f'nothing left to train: the resumed checkpoint ends at {unit} {done} and '
+        f'train_cfg.{key} is {limit}. To train longer, raise it, e.g. --cfg-options '
+        f'train_cfg.{key}={done + more}.')
+
+
 def _describe_change(old: Dict, new: Dict) -> str:
     names = dict(batch_size='batch size per process', world_size='processes',
                  dataset_size='images in the training set', batches_per_epoch='batches per epoch')
@@ -91,10 +98,7 @@ class GuardedEpochBasedTrainLoop(EpochBasedTrainLoop):
 
     def run(self):
         if self._epoch >= self._max_epochs:
-            raise ResumeError(
-                f'nothing left to train: the resumed checkpoint ends at epoch {self._epoch} and '
-                f'train_cfg.max_epochs is {self._max_epochs}. To train longer, raise it, e.g. '
-                f'--cfg-options train_cfg.max_epochs={self._epoch + 1}.')
+            raise _nothing_left('epoch', self._epoch, 'max_epochs', self._max_epochs, 1)
         return super().run()
 
     def run_epoch(self) -> None:
@@ -134,8 +138,5 @@ class GuardedIterBasedTrainLoop(IterBasedTrainLoop):
 
     def run(self):
         if self._iter >= self._max_iters:
-            raise ResumeError(
-                f'nothing left to train: the resumed checkpoint ends at iteration {self._iter} '
-                f'and train_cfg.max_iters is {self._max_iters}. To train longer, raise it, e.g. '
-                f'--cfg-options train_cfg.max_iters={self._iter + 1000}.')
+            raise _nothing_left('iteration', self._iter, 'max_iters', self._max_iters, 1000)
         return super().run()

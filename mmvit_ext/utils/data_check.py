@@ -88,7 +88,8 @@ def check_dataset_paths(cfg, phases: Sequence[str] = ('train', 'val', 'test')) -
             ann = ev.get('ann_file') if isinstance(ev, dict) else None
             if ann and not osp.exists(ann):
                 needed = needed or phase in phases
-                missing.append(osp.abspath(ann)) if osp.abspath(ann) not in missing else None
+                if osp.abspath(ann) not in missing:
+                    missing.append(osp.abspath(ann))
                 where = f'{phase}_evaluator' + (f'[{i}]' if len(_evaluators(cfg, phase)) > 1
                                                  else '')
                 keys.append(f'{where}.ann_file (now {ann!r})')

@@ -43,6 +43,7 @@ from urllib.parse import urlparse
 import torch
 
 from .checkfile import CorruptCheckpointError, check_readable
+from .torch_features import torch_version
 
 __all__ = ['safe_torch_load', 'install', 'UnsafeCheckpointError', 'CorruptCheckpointError',
            'RESAVE_HINT', 'TORCH_HAS_ALLOW_LIST']
@@ -53,13 +54,9 @@ RESAVE_HINT = ('If you trust the file, rewrite it as plain data with `python '
                'SAFE.pth instead.')
 
 
-def _torch_version():
-    return tuple(int(p) for p in re.findall(r'\d+', torch.__version__)[:2])
-
-
 # ``add_safe_globals`` with ``(obj, 'module.name')`` pairs (needed for the restricted getattr)
 # and the weights_only default are both torch 2.6.
-TORCH_HAS_ALLOW_LIST = _torch_version() >= (2, 6)
+TORCH_HAS_ALLOW_LIST = torch_version() >= (2, 6)
 
 
 class UnsafeCheckpointError(pickle.UnpicklingError):

@@ -4,8 +4,9 @@ test looks at is which images each step saw (``img_id``)."""
 import torch
 import torch.nn as nn
 from mmcv.transforms import BaseTransform
+from mmengine.hooks import Hook
 from mmengine.model import BaseModel
-from mmengine.registry import MODELS, TRANSFORMS
+from mmengine.registry import HOOKS, MODELS, TRANSFORMS
 
 
 @TRANSFORMS.register_module(force=True)
@@ -46,8 +47,7 @@ def toy_config(work_dir, coco_root, *, epochs=3, batch_size=2, sampler='DefaultS
     from mmengine.config import Config
     loader = dict(
         batch_size=batch_size, num_workers=0,
-        sampler=dict(type=sampler, shuffle=True) if sampler != 'InfiniteSampler' else dict(
-            type=sampler, shuffle=True),
+        sampler=dict(type=sampler, shuffle=True),
         collate_fn=dict(type='pseudo_collate'),
         dataset=dict(type='mmdet.CheckedCocoDataset', data_root=coco_root,
                      ann_file='annotations/instances_train.json', data_prefix=dict(img='train/'),
@@ -78,7 +78,6 @@ def toy_config(work_dir, coco_root, *, epochs=3, batch_size=2, sampler='DefaultS
 
 class RecordImageIds:
     """A hook recording ``(iteration, image ids)`` of every step; can stop the run."""
-    priority = 'LOWEST'
 
     def __init__(self, stop_after=None):
         self.steps, self.stop_after = [], stop_after
@@ -117,30 +116,24 @@ def build_runner(cfg, record=None, resume=False, load_from=None):
     return runner
 
 
-try:
-    from mmengine.hooks import Hook
-    from mmengine.registry import HOOKS
+@HOOKS.register_module(force=True)
+class ImageIdLogHook(Hook):
+    """Appends ``iteration id id ...`` per step to ``out_dir/rank<r>.txt``; ``stop_at``
+    ends the process right after that iteration's checkpoint, as a kill would."""
+    priority = 'LOWEST'
 
-    @HOOKS.register_module(force=True)
-    class ImageIdLogHook(Hook):
-        """Appends ``iteration id id ...`` per step to ``out_dir/rank<r>.txt``; ``stop_at``
-        ends the process right after that iteration's checkpoint, as a kill would."""
-        priority = 'LOWEST'
+    def __init__(self, out_dir, stop_at=None):
+        self.out_dir, self.stop_at = out_dir, stop_at
 
-        def __init__(self, out_dir, stop_at=None):
-            self.out_dir, self.stop_at = out_dir, stop_at
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        import os
 
-        def before_train_iter(self, runner, batch_idx, data_batch=None):
+        from mmengine.dist import get_rank
+        os.makedirs(self.out_dir, exist_ok=True)
+        with open(os.path.join(self.out_dir, f'rank{get_rank()}.txt'), 'a') as f:
+            f.write(' '.join(str(i) for i in [runner.iter, *data_batch['img_id']]) + '\n')
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        if self.stop_at is not None and runner.iter + 1 == self.stop_at:
             import os
-
-            from mmengine.dist import get_rank
-            os.makedirs(self.out_dir, exist_ok=True)
-            with open(os.path.join(self.out_dir, f'rank{get_rank()}.txt'), 'a') as f:
-                f.write(' '.join(str(i) for i in [runner.iter, *data_batch['img_id']]) + '\n')
-
-        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-            if self.stop_at is not None and runner.iter + 1 == self.stop_at:
-                import os
-                os._exit(3)
-except ImportError:  # pragma: no cover
-    pass
+            os._exit(3)
