@@ -1,8 +1,8 @@
 """A plugin, not a patch: importing mmvit_ext changes nothing of the frameworks, and mmdet's own
 models and configs behave exactly as without it, in the same process too."""
 import json
-import re
 import os.path as osp
+import re
 import subprocess
 import sys
 

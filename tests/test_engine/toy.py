@@ -136,4 +136,10 @@ class ImageIdLogHook(Hook):
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
         if self.stop_at is not None and runner.iter + 1 == self.stop_at:
             import os
+
+            import torch.distributed as dist
+            if dist.is_available() and dist.is_initialized():
+                # every rank past this iteration's hooks (rank 0's save included) before any
+                # exits: the launcher stops the others as soon as one process ends
+                dist.barrier()
             os._exit(3)
