@@ -10,7 +10,7 @@ kernels (so eager results do not change), each with
 - an ONNX translation for the dynamo exporter (:data:`ONNX_TRANSLATIONS`);
 
 and a traced or exported program holding them loads again once this module is imported
-(``import mmvit_ext.deploy_ops`` before ``torch.jit.load`` / ``torch.export.load``). ONNX's
+(``import mmvit_ext.deployment`` before ``torch.jit.load`` / ``torch.export.load``). ONNX's
 ``NonMaxSuppression`` and ``RoiAlign`` (``coordinate_transformation_mode='half_pixel'``,
 opset >= 16) compute what mmcv's ``nms`` (offset 0) and ``roi_align`` (avg, ``aligned=True``)
 compute.
@@ -31,7 +31,7 @@ def _ext():
 
 
 # ----------------------------------------------------------------------------- the operators
-from .utils.torch_features import require  # noqa: E402
+from ..utils.torch_features import require  # noqa: E402
 
 require('whole-model export (our NMS / RoIAlign custom ops)')
 
