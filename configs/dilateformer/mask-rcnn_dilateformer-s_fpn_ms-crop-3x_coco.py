@@ -1,4 +1,6 @@
-# As mask-rcnn_dilateformer-t_fpn_ms-crop-3x_coco.py, with DilateFormer-S (drop path 0.3, as mmdet/mmseg use for Swin-S).
+# As mask-rcnn_dilateformer-t_fpn_ms-crop-3x_coco.py, with DilateFormer-S.
+# Drop path 0.3: our choice (the paper's detection code is not released); it is mmseg's rate
+# for Swin-S UperNet; mmdet's Swin-S Mask R-CNN keeps Swin-T's 0.2.
 _base_ = './mask-rcnn_dilateformer-t_fpn_ms-crop-3x_coco.py'
 
 pretrained = 'checkpoints/dilateformer-small_in1k.pth'

@@ -5,6 +5,9 @@
 # mode); model EMA 0.99992 (the published accuracy is the EMA model's); AMP; no gradient clipping;
 # drop path 0.1 (S) / 0.2 (M) / 0.4 (B). timm exempts 1-D parameters from weight decay (pos_embed
 # and the merge weights keep it). Evaluation: bicubic resize to 248 (crop_pct 0.9), centre crop 224.
+# Training crops: bicubic, from mmpretrain's Swin pipeline - a choice and a difference: the
+# official code uses timm's --train-interpolation random (bilinear or bicubic, drawn per image),
+# which mmpretrain's RandomResizedCrop does not offer.
 _base_ = [
     'mmpretrain::_base_/datasets/imagenet_bs64_swin_224.py',
     'mmpretrain::_base_/schedules/imagenet_bs1024_adamw_swin.py',

@@ -4,14 +4,16 @@
 ``SafeCheckpointHook`` (``default_hooks.checkpoint.type``), the layer-decay optimizer
 constructor and the step-timer hook."""
 from .checkpoint_hook import SafeCheckpointHook
+from .ema import SavedEMAHook
 from .guards import NonFiniteLossError, NonFiniteStateError
 from .hooks import StepTimerHook
 from .layer_decay import LayerDecayOptimWrapperConstructor
 from .loops import GuardedEpochBasedTrainLoop, GuardedIterBasedTrainLoop
 from .optim_wrappers import FiniteAmpOptimWrapper, FiniteOptimWrapper
 from .runner import GuardedRunner
+from .schedulers import TimmCosineLR
 
 __all__ = ['LayerDecayOptimWrapperConstructor', 'StepTimerHook', 'GuardedRunner',
            'GuardedEpochBasedTrainLoop', 'GuardedIterBasedTrainLoop', 'FiniteOptimWrapper',
            'FiniteAmpOptimWrapper', 'SafeCheckpointHook', 'NonFiniteStateError',
-           'NonFiniteLossError']
+           'NonFiniteLossError', 'SavedEMAHook', 'TimmCosineLR']
