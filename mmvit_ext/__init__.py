@@ -10,17 +10,20 @@ The one process-wide change is how checkpoints are unpickled (:mod:`mmvit_ext.ut
 pickled code never runs, for every model alike. A CUDA-built torchvision next to a CPU torch is
 made importable when, and only when, its import fails for that reason.
 """
-from .utils import safe_load, torchvision_compat
-from .version import __version__
+from .utils.quiet import third_party_deprecations
 
-safe_load.install()
-torchvision_compat.ensure_importable()
+with third_party_deprecations():  # mmengine's and mmseg's `import pkg_resources` notices
+    from .utils import safe_load, torchvision_compat
+    from .version import __version__
 
-from . import models  # noqa: E402,F401  (registry entries; first: the others use it)
-from . import datasets, engine  # noqa: E402,F401
-from . import model_index  # noqa: E402
+    safe_load.install()
+    torchvision_compat.ensure_importable()
 
-model_index.register_with_mmpretrain()
-from .models.backbones import *  # noqa: E402,F401,F403
+    from . import models  # noqa: F401  (registry entries; first: the others use it)
+    from . import datasets, engine  # noqa: F401
+    from . import model_index
+
+    model_index.register_with_mmpretrain()
+    from .models.backbones import *  # noqa: F401,F403
 
 __all__ = ['__version__']

@@ -62,9 +62,12 @@ def refusal_message(exc: BaseException):
 
 @contextlib.contextmanager
 def one_line_refusals():
-    """Turn a refusal raised inside the block into ``error: MESSAGE`` and exit status 1."""
+    """Turn a refusal raised inside the block into ``error: MESSAGE`` and exit status 1 (and
+    keep third-party ``pkg_resources`` notices of lazily imported modules out of the output)."""
+    from .quiet import third_party_deprecations
     try:
-        yield
+        with third_party_deprecations():
+            yield
     except Exception as e:  # noqa: BLE001  (only refusals are turned into one line)
         message = refusal_message(e)
         if message is None or os.environ.get('MMVIT_TRACEBACK'):
