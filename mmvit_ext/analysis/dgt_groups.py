@@ -96,3 +96,18 @@ def draw_group_keys(image_rgb: np.ndarray, groups: np.ndarray, keys: np.ndarray,
     out = out * (1 - 0.8 * key) + 0.8 * key * 255
     out = out.clip(0, 255).astype(np.uint8)
     return _title(out, title) if title else out
+
+
+def group_legend(image_rgb: np.ndarray, num_groups: int, width: int = 64) -> np.ndarray:
+    """The picture with a legend at its right: one swatch per query group, with its number."""
+    import cv2
+    h = image_rgb.shape[0]
+    panel = np.full((h, width, 3), 255, np.uint8)
+    colours = group_colours(num_groups)
+    row = max(8, min(16, (h - 4) // max(num_groups, 1)))
+    for g in range(min(num_groups, (h - 4) // row)):
+        y = 2 + g * row
+        panel[y:y + row - 2, 4:16] = colours[g]
+        cv2.putText(panel, f'group {g}', (20, y + row - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.3,
+                    (0, 0, 0), 1, cv2.LINE_AA)
+    return np.concatenate([image_rgb, panel], axis=1)

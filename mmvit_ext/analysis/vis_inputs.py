@@ -4,7 +4,8 @@ from typing import Optional
 
 import numpy as np
 
-__all__ = ['load_image_rgb', 'build_vis_backbone']
+__all__ = ['load_image_rgb', 'build_vis_backbone', 'mark_random_weights', 'with_colour_bar',
+           'fit_within', 'RANDOM_WEIGHTS_NOTE']
 
 
 def load_image_rgb(path: str, short_side: int = 0) -> np.ndarray:
@@ -42,7 +43,54 @@ def build_vis_backbone(type_name: str, config: Optional[str], arch, checkpoint: 
     if checkpoint:
         backbone.init_cfg = dict(type='Pretrained', checkpoint=checkpoint)
     else:
-        print('no --checkpoint: random weights (the pictures show the mechanics, not a trained '
-              'model)')
+        print(f'warning: {RANDOM_WEIGHTS_NOTE} (the pictures show the mechanics only; pass '
+              f'--checkpoint for a trained model)')
     backbone.init_weights()
     return backbone
+
+
+# ----------------------------------------------------------------------------- honest pictures
+RANDOM_WEIGHTS_NOTE = 'RANDOM WEIGHTS: no checkpoint given, nothing learned is shown'
+
+
+def mark_random_weights(image_rgb: np.ndarray) -> np.ndarray:
+    """The picture with a red banner saying the weights are random (a map of an untrained
+    model shows the mechanics only; its patterns are not saliency)."""
+    import cv2
+    out = np.ascontiguousarray(image_rgb.copy())
+    h, w = out.shape[:2]
+    band = max(18, h // 14)
+    out[h - band:] = (out[h - band:] * 0.3 + np.array([200, 0, 0]) * 0.7).astype(np.uint8)
+    scale = max(0.35, min(0.6, w / 900))
+    cv2.putText(out, RANDOM_WEIGHTS_NOTE, (4, h - band // 3), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                (255, 255, 255), 1, cv2.LINE_AA)
+    return out
+
+
+def with_colour_bar(image_rgb: np.ndarray, low: str, high: str, colormap=None,
+                    width: int = 64) -> np.ndarray:
+    """The picture with a vertical colour bar at its right: ``high`` at the top, ``low`` at the
+    bottom (the map's real values, so that a flat map reads as flat)."""
+    import cv2
+    colormap = cv2.COLORMAP_JET if colormap is None else colormap
+    h = image_rgb.shape[0]
+    ramp = np.linspace(255, 0, h).astype(np.uint8)[:, None].repeat(14, 1)
+    bar = cv2.applyColorMap(ramp, colormap)[..., ::-1]
+    panel = np.full((h, width, 3), 255, np.uint8)
+    panel[:, 4:18] = bar
+    for text, y in ((high, 12), (low, h - 4)):
+        cv2.putText(panel, text, (20, y), cv2.FONT_HERSHEY_SIMPLEX, 0.33, (0, 0, 0), 1,
+                    cv2.LINE_AA)
+    return np.concatenate([image_rgb, panel], axis=1)
+
+
+def fit_within(image_rgb: np.ndarray, max_width: int = 1600,
+               max_height: int = 2400) -> np.ndarray:
+    """Shrunk (never enlarged) to fit ``max_width`` x ``max_height``, aspect kept."""
+    import cv2
+    h, w = image_rgb.shape[:2]
+    scale = min(1., max_width / w, max_height / h)
+    if scale == 1.:
+        return image_rgb
+    return cv2.resize(image_rgb, (max(1, round(w * scale)), max(1, round(h * scale))),
+                      interpolation=cv2.INTER_AREA)

@@ -127,13 +127,27 @@ def test_visualize_significance_writes_pngs_over_the_image(tmp_path):
     out = _run(['tools/analysis_tools/visualize_significance.py', str(tmp_path / 'img.png'),
                 str(out_dir), '--config', str(cfg), '--checkpoint', str(ckpt),
                 '--short-side', '0'])
-    assert 'wrote 7 PNG files' in out
+    assert 'wrote 7 PNG files' in out and 'RANDOM WEIGHTS' not in out
     for stage in (1, 2, 3):
         for kind in ('significance', 'budget'):
             png = cv2.imread(str(out_dir / f'stage{stage}_block0_{kind}.png'))
-            assert png.shape == (120, 90, 3)
-    assert cv2.imread(str(out_dir / 'summary.png')).shape == (360, 270, 3)
+            assert png.shape == (120, 90 + 64, 3)  # the map and its colour bar
+            assert (png[:, 90:] == 255).mean() > 0.5  # the bar's white panel with labels
+    assert cv2.imread(str(out_dir / 'summary.png')).shape == (360, 90 + 2 * 154, 3)
     assert re.search(r'stage1_block0: S in \[[\d.e-]+, [\d.e-]+\], mean', out)
+    # no checkpoint: said on the console and in every picture (a red banner at the bottom)
+    out = _run(['tools/analysis_tools/visualize_significance.py', str(tmp_path / 'img.png'),
+                str(tmp_path / 'random'), '--config', str(cfg), '--short-side', '0'])
+    assert 'warning: RANDOM WEIGHTS: no checkpoint given, nothing learned is shown' in out
+    png = cv2.imread(str(tmp_path / 'random' / 'stage1_block0_significance.png'))[..., ::-1]
+    banner = png[-4:, :90].reshape(-1, 3).astype(int)
+    assert ((banner[:, 0] > 120) & (banner[:, 2] < 100)).mean() > 0.5, banner[:5]
+    # a large image: the summary stays within 1600 x 2400
+    cv2.imwrite(str(tmp_path / 'big.png'), np.zeros((900, 1200, 3), np.uint8))
+    _run(['tools/analysis_tools/visualize_significance.py', str(tmp_path / 'big.png'),
+          str(tmp_path / 'big'), '--config', str(cfg), '--short-side', '900'])
+    h, w = cv2.imread(str(tmp_path / 'big' / 'summary.png')).shape[:2]
+    assert w <= 1600 and h <= 2400, (h, w)
 
     proc = subprocess.run([sys.executable, 'tools/analysis_tools/visualize_significance.py',
                            str(tmp_path / 'missing.jpg'), str(out_dir)], cwd=REPO,
@@ -197,7 +211,11 @@ def test_visualize_dgt_groups_draws_one_colour_per_group_and_the_selected_keys(t
                 str(out_dir), '--config', str(cfg), '--checkpoint', str(ckpt), '--stage', '0',
                 '--group', '1', '--short-side', '0'])
     assert 'stage0_block0_head0: 24x32 tokens' in out and '16 keys per group' in out
-    assert cv2.imread(str(out_dir / 'stage0_block0_head0_groups.png')).shape == (96, 128, 3)
+    groups_png = cv2.imread(str(out_dir / 'stage0_block0_head0_groups.png'))
+    assert groups_png.shape == (96, 128 + 64, 3)  # the map and its legend
+    legend = groups_png[..., ::-1][:, 128 + 4:128 + 16]
+    colours4 = group_colours(4)
+    assert all((legend == c).all(-1).any() for c in colours4)  # a swatch per group
     keys = cv2.imread(str(out_dir / 'stage0_block0_head0_group1_keys.png'))
     assert keys.shape == (96, 128, 3)
     # the drawing: every token's 4x4 cell has exactly its group's colour (alpha 1)
@@ -258,3 +276,19 @@ def test_ablation_table_on_a_tiny_budget(small_data, tmp_path):
                            '1e-6', '--variants', 'none-s12', '--out-dir', str(out_dir)],
                           cwd=REPO, env=run_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1 and 'out of reach' in proc.stderr and 'Traceback' not in proc.stderr
+
+
+def test_model_zoo_stats_writes_the_numbers_into_the_metafile_and_keeps_the_rest():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'model_zoo_stats', f'{REPO}/tools/analysis_tools/model_zoo_stats.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    text = ('Models:\n  - Name: a\n    Metadata:\n      Parameters: 1\n      Epochs: 12\n'
+            '    # a comment\n  - Name: b\n    Metadata:\n      Epochs: 36\n')
+    out = module.write_complexity(text, {'b': dict(params=5, flops=7, shape=(800, 1280)),
+                                         'a': dict(params=2, flops=3, shape=(224, 224))})
+    assert out == ('Models:\n  - Name: a\n    Metadata:\n      Parameters: 2\n      FLOPs: 3\n'
+                   '      Input Size: 224x224\n      Epochs: 12\n    # a comment\n'
+                   '  - Name: b\n    Metadata:\n      Parameters: 5\n      FLOPs: 7\n'
+                   '      Input Size: 800x1280\n      Epochs: 36\n')

@@ -39,8 +39,10 @@ def main():
     import cv2
 
     import mmvit_ext  # noqa: F401  (registers the models)
-    from mmvit_ext.analysis.dgt_groups import collect_routing, draw_group_keys, draw_groups
-    from mmvit_ext.analysis.vis_inputs import build_vis_backbone, load_image_rgb
+    from mmvit_ext.analysis.dgt_groups import (collect_routing, draw_group_keys, draw_groups,
+                                               group_legend)
+    from mmvit_ext.analysis.vis_inputs import (build_vis_backbone, load_image_rgb,
+                                               mark_random_weights)
     try:
         rgb = load_image_rgb(args.image, args.short_side)
     except ValueError as e:
@@ -61,11 +63,14 @@ def main():
     name = f'stage{args.stage}_block{args.block}_head{args.head}'
     h, w = r['grid']
     os.makedirs(args.out_dir, exist_ok=True)
-    cv2.imwrite(osp.join(args.out_dir, f'{name}_groups.png'), draw_groups(
-        rgb, groups, f'{name}: {keys.shape[0]} groups on {h}x{w} tokens')[..., ::-1])
-    cv2.imwrite(osp.join(args.out_dir, f'{name}_group{group}_keys.png'), draw_group_keys(
-        rgb, groups, keys, group, f'group {group}: {sizes[group]} queries, '
-        f'{keys.shape[1]} keys')[..., ::-1])
+    honest = (lambda img: img) if args.checkpoint else mark_random_weights
+    groups_img = group_legend(honest(draw_groups(
+        rgb, groups, f'{name}: {keys.shape[0]} groups on {h}x{w} tokens')), keys.shape[0])
+    keys_img = honest(draw_group_keys(rgb, groups, keys, group, f'group {group}: '
+                                      f'{sizes[group]} queries (tinted), {keys.shape[1]} keys '
+                                      f'(white)'))
+    cv2.imwrite(osp.join(args.out_dir, f'{name}_groups.png'), groups_img[..., ::-1])
+    cv2.imwrite(osp.join(args.out_dir, f'{name}_group{group}_keys.png'), keys_img[..., ::-1])
     print(f'{name}: {h}x{w} tokens, group sizes {sizes.tolist()}, {keys.shape[1]} keys per group')
     print(f'wrote {name}_groups.png and {name}_group{group}_keys.png to {args.out_dir}')
 

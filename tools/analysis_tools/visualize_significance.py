@@ -35,7 +35,8 @@ def main():
     import cv2
     import mmvit_ext  # noqa: F401  (registers the models)
     from mmvit_ext.analysis.significance import collect_significance, overlay
-    from mmvit_ext.analysis.vis_inputs import build_vis_backbone, load_image_rgb
+    from mmvit_ext.analysis.vis_inputs import (build_vis_backbone, fit_within, load_image_rgb,
+                                               mark_random_weights, with_colour_bar)
     try:
         rgb = load_image_rgb(args.image, args.short_side)
         backbone = build_vis_backbone('SGFormer', args.config, args.arch, args.checkpoint)
@@ -44,22 +45,29 @@ def main():
     results = collect_significance(backbone, rgb)
     os.makedirs(args.out_dir, exist_ok=True)
     rows = []
+    honest = (lambda img: img) if args.checkpoint else mark_random_weights
     for r in results:
         name = f'stage{r["stage"] + 1}_block{r["block"]}'
-        h, w = r['significance'].shape
-        panels = [overlay(rgb, r['significance'], f'{name} S ({h}x{w} tokens)')]
+        sig = r['significance']
+        h, w = sig.shape
+        panels = [with_colour_bar(honest(overlay(rgb, sig, f'{name} S ({h}x{w} tokens)')),
+                                  f'{sig.min():.3g}', f'{sig.max():.3g}')]
         cv2.imwrite(osp.join(args.out_dir, f'{name}_significance.png'), panels[0][..., ::-1])
         if r['budget'] is not None:
             ks = sorted({round(1 / b) for b in np.unique(r['budget'])})
-            panels.append(overlay(rgb, r['budget'], f'{name} keys/token 1/' +
-                                  ',1/'.join(map(str, ks)), log=True))
+            panels.append(with_colour_bar(honest(overlay(
+                rgb, r['budget'], f'{name} keys/token 1/' + ',1/'.join(map(str, ks)), log=True)),
+                f'1/{ks[-1]} coarse', f'1/{ks[0]} fine'))
             cv2.imwrite(osp.join(args.out_dir, f'{name}_budget.png'), panels[1][..., ::-1])
         else:
-            panels.append(np.zeros_like(rgb))
+            panels.append(np.zeros_like(panels[0]))
         rows.append(np.concatenate([rgb] + panels, axis=1))
         print(f'{name}: S in [{r["significance"].min():.4g}, {r["significance"].max():.4g}], '
               f'mean {r["significance"].mean():.4g}')
-    cv2.imwrite(osp.join(args.out_dir, 'summary.png'), np.concatenate(rows, axis=0)[..., ::-1])
+    # every block's row, shrunk to at most 1600 x 2400 px (the full-size panels are the files
+    # above)
+    summary = fit_within(np.concatenate(rows, axis=0))
+    cv2.imwrite(osp.join(args.out_dir, 'summary.png'), summary[..., ::-1])
     print(f'wrote {2 * len(results) + 1} PNG files to {args.out_dir}')
 
 
