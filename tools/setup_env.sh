@@ -29,7 +29,7 @@ case $STACK in
         PYTHON=${PYTHON:-python3}
         CONSTRAINTS=$ROOT/requirements/constraints.txt
         BASE_TOOLS=(pip 'setuptools>=77.0.3,<82' wheel)
-        EXTRA_REQUIREMENTS=(-r "$ROOT/requirements/deploy.txt") ;;
+        EXTRA_REQUIREMENTS=(-r "$ROOT/requirements/deploy.txt" -r "$ROOT/requirements/docs.txt") ;;
     oldest)
         VENV=${MMVIT_VENV:-$ROOT/.venv-oldest}
         PYTHON=${PYTHON:-$(ls -d "$HOME"/.pyenv/versions/3.8.*/bin/python 2>/dev/null | tail -1)}
