@@ -202,5 +202,7 @@ def test_readme_commands_that_need_nothing_external_run_for_real(tmp_path):
         proc = subprocess.run([sys.executable, *argv[1:]], cwd=tmp_path, env=run_env(),
                               capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, (doc, cmd, proc.stderr[-3000:])
+        # third-party deprecation notices stay out of our tools' output
+        assert 'pkg_resources' not in proc.stderr, (doc, cmd, proc.stderr[-3000:])
         assert 'FLOPs' in proc.stdout or 'OK: the exported model matches PyTorch' in \
             proc.stdout, (doc, cmd, proc.stdout)

@@ -220,7 +220,6 @@ class DetectorEnd2End(nn.Module):
         self.model = model
         self.cascade = isinstance(head, CascadeRoIHead)
         self.preprocess = Preprocess(model.data_preprocessor)
-        stages = head.num_stages if self.cascade else 1
         self.bbox_heads = list(head.bbox_head) if self.cascade else [head.bbox_head]
         self.bbox_extractors = list(head.bbox_roi_extractor) if self.cascade \
             else [head.bbox_roi_extractor]
@@ -238,7 +237,6 @@ class DetectorEnd2End(nn.Module):
             else:
                 extractors = [head.mask_roi_extractor]
             self.mask_heads, self.mask_extractors = mask_heads, extractors
-        assert len(self.bbox_heads) == stages
         self.test_cfg = head.test_cfg
         # refuse an NMS the graph cannot hold now, not at the first image
         _plain_nms_iou(model.rpn_head.test_cfg.nms, 'RPN')
@@ -246,17 +244,13 @@ class DetectorEnd2End(nn.Module):
         if not model.rpn_head.use_sigmoid_cls:
             raise NotImplementedError('export supports sigmoid RPN classification')
 
-    def _stage(self, feats, rois, i):
-        cls_score, bbox_pred = self.bbox_heads[i](extract_rois(self.bbox_extractors[i], feats,
-                                                               rois))
-        return cls_score, bbox_pred
-
     def _boxes(self, feats, proposals, height, width):
         """(boxes (N, 4 or classes x 4), scores (N, classes + 1)): the box head(s) on the
         proposals; Cascade refines stage by stage and averages the stages' logits."""
         boxes, logits = proposals, []
         for i, bbox_head in enumerate(self.bbox_heads):
-            cls_score, bbox_pred = self._stage(feats, _as_rois(boxes), i)
+            cls_score, bbox_pred = bbox_head(extract_rois(self.bbox_extractors[i], feats,
+                                                          _as_rois(boxes)))
             logits.append(cls_score)
             if i < len(self.bbox_heads) - 1:  # regress_by_class with the stage's top class
                 if not bbox_head.reg_class_agnostic:
