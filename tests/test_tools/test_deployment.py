@@ -86,8 +86,9 @@ def _onnx_outputs_and_ops(path):
     return [o.name for o in graph.output], ops
 
 
-@pytest.mark.parametrize('config', [*DEMOS.values(), CASCADE_DEMO],
-                         ids=[*sorted(DEMOS), 'cascade'])
+@pytest.mark.parametrize('config', [
+    *DEMOS.values(), pytest.param(CASCADE_DEMO, marks=pytest.mark.slow)],  # cascade: ~2 min
+    ids=[*sorted(DEMOS), 'cascade'])
 def test_end_to_end_detector_with_trained_weights_matches_mmdet(config, trained_checkpoint,
                                                                 tmp_path):
     """The issue's command with trained weights: one graph from pixels to dets / labels / masks,
@@ -192,11 +193,12 @@ def _random_weights_boxes_match(config, shapes, tmp_path, exporter='torchscript'
     return matches
 
 
-def test_random_weights_detector_boxes_match(tmp_path):
+@pytest.mark.parametrize('config', [DEMOS['DilateFormer'], CASCADE_DEMO],
+                         ids=['mask-rcnn', 'cascade'])
+def test_random_weights_detector_boxes_match(config, tmp_path):
     """Random weights, the separate case: a random RPN scores anchors near 0.5 and its ranking
     is tie-prone, yet every box, label and score of the file matches mmdet's (all 100 kept)."""
-    matches = _random_weights_boxes_match(DEMOS['DilateFormer'], [(128, 160), (168, 136)],
-                                          tmp_path)
+    matches = _random_weights_boxes_match(config, [(128, 160), (168, 136)], tmp_path)
     assert all(m['reference'] == 100 for m in matches), matches
 
 
@@ -295,6 +297,7 @@ def test_routing_near_tie_is_measured_and_said(tmp_path):
     assert 'routing near-tie: PyTorch itself moves by' in out, out
 
 
+@pytest.mark.slow  # ~100 s on 2 cores; the dynamo exporter is also run on backbones by default
 def test_end_to_end_detector_through_the_dynamo_exporter(trained_checkpoint, tmp_path):
     """NMS and RoIAlign as torch operators (mmvit_ext.deployment.ops) with ONNX translations:
     the whole trained detector goes through torch.export with free height and width, then to
