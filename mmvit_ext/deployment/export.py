@@ -14,7 +14,7 @@ from .compare import (LABEL_AGREEMENT, _as_numpy, as_tuple, label_agreement, mat
                       max_relative_differences, near_tie, self_drift)
 from .end2end import dynamic_axes, output_names
 from .rewrites import export_rewrites
-from .runtime import METADATA_KEY, detections_to_sample, segmentation_to_sample
+from .runtime import METADATA_KEY, outputs_to_sample
 
 __all__ = ['build_for_export', 'example_image', 'module_input', 'free_size_range', 'used_operators',
            'export_program', 'export_onnx', 'export_metadata', 'reference_sample',
@@ -201,15 +201,6 @@ def reference_sample(model, kind: str, pixels: np.ndarray, meta: dict):
         return model.test_step(dict(inputs=[inputs], data_samples=[Sample(metainfo=meta)]))[0]
 
 
-def onnx_sample(kind: str, outputs: dict, meta: dict, mask_thr: float = 0.5):
-    if kind == 'detector':
-        return detections_to_sample(outputs['dets'], outputs['labels'], outputs.get('masks'),
-                                    meta, mask_thr)
-    if kind == 'segmentor':
-        return segmentation_to_sample(outputs['labels'], outputs.get('seg_logits'), meta)
-    return outputs
-
-
 def check_size(module: nn.Module, model, run: Callable, image: np.ndarray,
                shape: Sequence[int], rtol: float = 1e-4, meta_extra: Optional[dict] = None
                ) -> dict:
@@ -236,7 +227,7 @@ def check_size(module: nn.Module, model, run: Callable, image: np.ndarray,
         meta = dict(img_shape=tuple(shape), ori_shape=(h0, w0),
                     scale_factor=(shape[1] / w0, shape[0] / h0))
         ref = reference_sample(model, kind, pixels, meta)
-        mine = onnx_sample(kind, dict(zip(names, got)), meta,
+        mine = outputs_to_sample(kind, dict(zip(names, got)), meta,
                            float(module.test_cfg.get('mask_thr_binary', 0.5)))
         m = match_detections(mine, ref, module.test_cfg.score_thr, module.test_cfg.max_per_img)
         line = (f'detections at {size} vs mmdet predict: {m["matched"]} matched of '

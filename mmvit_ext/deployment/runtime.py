@@ -17,7 +17,8 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 import torch
 
-__all__ = ['OnnxModel', 'paste_masks', 'detections_to_sample', 'read_metadata', 'METADATA_KEY']
+__all__ = ['OnnxModel', 'paste_masks', 'detections_to_sample', 'outputs_to_sample',
+           'METADATA_KEY']
 
 METADATA_KEY = 'mmvit_ext'
 
@@ -54,15 +55,6 @@ def detections_to_sample(dets, labels, masks, meta: dict, mask_thr: float = 0.5)
     sample = DetDataSample(metainfo=meta)
     sample.pred_instances = inst
     return sample
-
-
-def read_metadata(path: str) -> dict:
-    import onnx
-    props = {p.key: p.value for p in onnx.load(path, load_external_data=False).metadata_props}
-    if METADATA_KEY not in props:
-        raise ValueError(f'{path} has no {METADATA_KEY} metadata: export it with '
-                         f'tools/deployment/export_onnx.py')
-    return json.loads(props[METADATA_KEY])
 
 
 def _tuples(obj):
@@ -135,18 +127,7 @@ class OnnxModel:
 
     def postprocess(self, outputs: Dict[str, np.ndarray], meta: dict):
         """The framework's data sample from the graph's outputs."""
-        if self.kind == 'detector':
-            return detections_to_sample(outputs['dets'], outputs['labels'],
-                                        outputs.get('masks'), meta,
-                                        self.meta.get('mask_thr_binary', 0.5))
-        if self.kind == 'segmentor':
-            return segmentation_to_sample(outputs['labels'], outputs.get('seg_logits'), meta)
-        if self.kind == 'classifier':
-            from mmpretrain.structures import DataSample
-            scores = torch.from_numpy(outputs['scores'][0])
-            return DataSample(metainfo=meta).set_pred_score(scores).set_pred_label(
-                scores.argmax(keepdim=True))
-        raise ValueError(f'a {self.kind} export has no data sample form: use run()')
+        return outputs_to_sample(self.kind, outputs, meta, self.meta.get('mask_thr_binary', 0.5))
 
     def __call__(self, image):
         pixels, meta = self.preprocess(image)
@@ -177,6 +158,22 @@ class OnnxModel:
             from mmpretrain.visualization import UniversalVisualizer
             vis = UniversalVisualizer(name=name)
             vis.visualize_cls(rgb, sample, classes=meta['classes'] or None, out_file=out_file)
+
+
+def outputs_to_sample(kind: str, outputs: Dict[str, np.ndarray], meta: dict,
+                      mask_thr: float = 0.5):
+    """The framework's data sample (original image's frame) from a file's named outputs."""
+    if kind == 'detector':
+        return detections_to_sample(outputs['dets'], outputs['labels'], outputs.get('masks'),
+                                    meta, mask_thr)
+    if kind == 'segmentor':
+        return segmentation_to_sample(outputs['labels'], outputs.get('seg_logits'), meta)
+    if kind == 'classifier':
+        from mmpretrain.structures import DataSample
+        scores = torch.from_numpy(np.asarray(outputs['scores'])[0])
+        return DataSample(metainfo=meta).set_pred_score(scores).set_pred_label(
+            scores.argmax(keepdim=True))
+    raise ValueError(f'a {kind} export has no data sample form: use run()')
 
 
 def segmentation_to_sample(labels, logits, meta: dict):
