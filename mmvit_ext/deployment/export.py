@@ -14,7 +14,8 @@ from .compare import (LABEL_AGREEMENT, _as_numpy, as_tuple, label_agreement, mat
                       max_relative_differences, near_tie, self_drift)
 from .end2end import dynamic_axes, output_names
 from .rewrites import export_rewrites
-from .runtime import METADATA_KEY, outputs_to_sample
+from .metadata import METADATA_KEY, check_metadata
+from .runtime import outputs_to_sample
 
 __all__ = ['build_for_export', 'example_image', 'module_input', 'free_size_range', 'used_operators',
            'export_program', 'export_onnx', 'export_metadata', 'reference_sample',
@@ -135,7 +136,9 @@ def export_metadata(cfg, model, module: nn.Module, scope: str) -> dict:
         meta['mask_thr_binary'] = float(module.test_cfg.get('mask_thr_binary', 0.5))
         meta['score_thr'] = float(module.test_cfg.score_thr)
         meta['max_per_img'] = int(module.test_cfg.max_per_img)
-    return meta
+    # as the file will hold it (JSON), and what OnnxModel will accept: refused now rather than
+    # after the export
+    return check_metadata(json.loads(json.dumps(meta)), 'the config')
 
 
 def export_onnx(module: nn.Module, x: torch.Tensor, out: str, meta: dict,

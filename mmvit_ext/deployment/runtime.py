@@ -7,21 +7,21 @@
 
 The file carries what it needs in its metadata (key ``mmvit_ext``, JSON, written by
 ``tools/deployment/export_onnx.py``): the kind of model, the config's test pipeline, the class
-names and palette, and the detector's ``mask_thr_binary``. The test pipeline is run by the
-framework's own transforms, so the image reaching the graph is the one ``inference_detector`` /
-``inference_model`` would build. The output contract is in ``docs/en/deployment.md``.
+names and palette, and the detector's ``mask_thr_binary``. The metadata is checked before use and
+the pipeline is built only from registered transforms (:mod:`.metadata`: a file never runs code).
+The test pipeline is run by the framework's own transforms, so the image reaching the graph is
+the one ``inference_detector`` / ``inference_model`` would build. The output contract is in
+``docs/en/deployment.md``.
 """
-import json
 from typing import Dict, Optional, Sequence
 
 import numpy as np
 import torch
 
+from .metadata import METADATA_KEY, ModelFileError, build_test_pipeline, read_metadata
+
 __all__ = ['OnnxModel', 'paste_masks', 'detections_to_sample', 'outputs_to_sample',
            'METADATA_KEY']
-
-METADATA_KEY = 'mmvit_ext'
-
 
 def paste_masks(probs, boxes, height: int, width: int, threshold: float = 0.5) -> torch.Tensor:
     """(N, height, width) bool masks from (N, 28, 28) box-relative probabilities and (N, 4)
@@ -57,15 +57,6 @@ def detections_to_sample(dets, labels, masks, meta: dict, mask_thr: float = 0.5)
     return sample
 
 
-def _tuples(obj):
-    """JSON's lists back to the tuples the transforms take (``scale=(1333, 800)``)."""
-    if isinstance(obj, dict):
-        return {k: _tuples(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return tuple(_tuples(v) for v in obj)
-    return obj
-
-
 class OnnxModel:
     """An exported file in an onnxruntime session: ``model(image)`` -> a data sample.
 
@@ -88,10 +79,10 @@ class OnnxModel:
             raise RuntimeError(f'onnxruntime cannot load {path}: {first}') from None
         custom = self.session.get_modelmeta().custom_metadata_map
         if METADATA_KEY not in custom:
-            raise ValueError(f'{path} has no {METADATA_KEY} metadata: export it with '
+            raise ModelFileError(f'{path} has no {METADATA_KEY} metadata: export it with '
                              f'tools/deployment/export_onnx.py')
-        meta = json.loads(custom[METADATA_KEY])
-        self.meta, self.kind = meta, meta['kind']
+        meta = read_metadata(custom[METADATA_KEY], path)
+        self.path, self.meta, self.kind = path, meta, meta['kind']
         self.output_names = [o.name for o in self.session.get_outputs()]
         self._pipeline = None
 
@@ -99,13 +90,7 @@ class OnnxModel:
     def pipeline(self):
         """The config's test pipeline (annotation loading removed), taking a file or an array."""
         if self._pipeline is None:
-            from mmcv.transforms import Compose
-            from mmengine.registry import DefaultScope
-            import mmvit_ext  # noqa: F401  (the scopes' registries)
-            steps = [_tuples(s) for s in self.meta['test_pipeline']
-                     if not s['type'].split('.')[-1].startswith('LoadAnnotations')]
-            with DefaultScope.overwrite_default_scope(self.meta['scope']):
-                self._pipeline = Compose(steps)
+            self._pipeline = build_test_pipeline(self.meta, self.path)
         return self._pipeline
 
     def preprocess(self, image):

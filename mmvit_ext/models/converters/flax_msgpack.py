@@ -65,6 +65,8 @@ def _ext(code: int, payload: memoryview, depth: int) -> Any:
             dt = np.dtype(dtype)
         except TypeError as e:
             raise FlaxMsgpackError(f'unknown array dtype {dtype!r:.40}') from e
+        if dt.kind not in 'biufc' or dt.hasobject:  # numbers only: weights are never objects
+            raise FlaxMsgpackError(f'an array of dtype {dtype!r:.40} is not numeric data')
         count = int(np.prod(shape, dtype=np.int64)) if shape else 1
         if dt.itemsize == 0 or count * dt.itemsize != len(raw):
             raise FlaxMsgpackError(f'array of shape {shape} and dtype {dtype} needs '
