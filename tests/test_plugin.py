@@ -66,7 +66,7 @@ def test_import_changes_no_attribute_of_the_frameworks():
     # local loader only where torch has no allow-list (< 2.6)
     urls = ['http://', 'https://', 'mmcls://', 'modelzoo://', 'open-mmlab://', 'openmmlab://',
             'torchvision://']
-    from mmvit_ext.utils.safe_load import TORCH_HAS_ALLOW_LIST
+    from mmvit_ext.checkpoints.loader_schemes import TORCH_HAS_ALLOW_LIST
     assert result['schemes'] == sorted(urls + ([] if TORCH_HAS_ALLOW_LIST else ['']))
 
 
@@ -169,7 +169,7 @@ def test_our_configs_finetune_from_a_checkpoint_with_other_heads(small_data, tmp
     import torch
     from mmengine.config import Config
 
-    from mmvit_ext.utils.build import build_model_from_cfg
+    from mmvit_ext.apis import build_model_from_cfg
     config = 'configs/_small_/mask-rcnn_dilateformer-demo_fpn_small-coco.py'
     cfg = Config.fromfile(osp.join(REPO, config))
     cfg.model.roi_head.bbox_head.num_classes = cfg.model.roi_head.mask_head.num_classes = 5

@@ -22,13 +22,12 @@ import torch
 from mmengine.logging import MessageHub
 from mmengine.runner.checkpoint import CheckpointLoader, load_checkpoint
 
-from mmvit_ext.checkpoint import (CheckpointMismatchError, NonFiniteCheckpointError,
-                                  load_pretrained)
-from mmvit_ext.engine.guards import (NonFiniteStateError, check_checkpoint_fits,
-                                     find_resumable_checkpoint)
+from mmvit_ext.checkpoints import (CheckpointMismatchError, CorruptCheckpointError,
+                                   NonFiniteCheckpointError, UnsafeCheckpointError,
+                                   check_checkpoint_fits, load_pretrained, safe_torch_load)
+from mmvit_ext.engine.errors import NonFiniteStateError
+from mmvit_ext.engine.work_dir import find_resumable_checkpoint
 from mmvit_ext.models.backbones import DGT, DilateFormer, QnAViT, SGFormer
-from mmvit_ext.utils.checkfile import CorruptCheckpointError
-from mmvit_ext.utils.safe_load import UnsafeCheckpointError, safe_torch_load
 
 from .conftest import REPO, run_env
 
@@ -400,7 +399,7 @@ def det_checkpoints(tmp_path_factory):
     """A DGT-T detector checkpoint and a NaN copy of the demo detector's weights."""
     from mmengine.config import Config
 
-    from mmvit_ext.utils.build import build_model_from_cfg
+    from mmvit_ext.apis import build_model_from_cfg
     root = tmp_path_factory.mktemp('ckpts')
     torch.manual_seed(0)
     model, _ = build_model_from_cfg(Config.fromfile(osp.join(REPO, DET_CFG)))
@@ -766,7 +765,7 @@ def _config_with(option):
 
     from mmengine.config import DictAction
 
-    from mmvit_ext.utils.runner_setup import load_config
+    from mmvit_ext.engine.runner_setup import load_config
     key, value = option.split('=', 1)
     args = argparse.Namespace(config=osp.join(REPO, DET_CFG), launcher='none', work_dir=None,
                               local_rank=0,
@@ -776,8 +775,8 @@ def _config_with(option):
 
 @pytest.mark.parametrize('case', sorted(_BAD_VALUES))
 def test_bad_config_values_are_refused_naming_key_value_and_what_is_allowed(case):
-    from mmvit_ext.utils.build import build_model_from_cfg
-    from mmvit_ext.utils.errors import refusal_message
+    from mmvit_ext.apis import build_model_from_cfg
+    from mmvit_ext.errors import refusal_message
     option, pattern = _BAD_VALUES[case]
     with pytest.raises(Exception) as err:
         build_model_from_cfg(_config_with(option))
@@ -794,7 +793,7 @@ def test_bad_config_values_end_tools_train_in_one_line(case, small_data, tmp_pat
 
 
 def test_backbone_arch_dicts_of_another_family_or_length():
-    from mmvit_ext.utils.errors import ConfigValueError
+    from mmvit_ext.errors import ConfigValueError
     with pytest.raises(ConfigValueError, match=r"SGFormer arch key 'embed_dims' takes a sequence"):
         SGFormer(arch=dict(DilateFormer.arch_zoo['tiny']))
     arch = dict(QnAViT.arch_zoo['tiny'])
@@ -856,108 +855,3 @@ def test_get_model_with_weights_refuses_a_checkpoint_of_another_family(tmp_path)
     with pytest.raises(CheckpointMismatchError, match=r'does not fit DilateFormer.*It holds a '
                        r'DGT-T backbone'):
         get_model('dilateformer-t_8xb128_in1k', pretrained=path)
-
-
-# ============================================================================ exported files
-def _identity_onnx(path, metadata: str):
-    from onnx import TensorProto, helper
-    model = helper.make_model(helper.make_graph(
-        [helper.make_node('Identity', ['input'], ['scores'])], 'g',
-        [helper.make_tensor_value_info('input', TensorProto.FLOAT, [1, 3, 'h', 'w'])],
-        [helper.make_tensor_value_info('scores', TensorProto.FLOAT, [1, 3, 'h', 'w'])]),
-        opset_imports=[helper.make_opsetid('', 17)])
-    entry = model.metadata_props.add()
-    entry.key, entry.value = 'mmvit_ext', metadata
-    path.write_bytes(model.SerializeToString())
-    return str(path)
-
-
-def _pipeline_meta(steps, **fields):
-    meta = dict(kind='classifier', scope='mmpretrain', input='pixels', family='DilateFormer',
-                test_pipeline=[dict(type='LoadImageFromFile')] + steps, classes=['a', 'b'],
-                palette=[])
-    meta.update(fields)
-    return meta
-
-
-def _hostile_metadata(marker):
-    touch = ['touch', str(marker)]
-    return {
-        'a dotted type: subprocess.run': _pipeline_meta([dict(type='subprocess.run',
-                                                              args=touch)]),
-        'a dotted type: builtins.open': _pipeline_meta([dict(type='builtins.open',
-                                                             file=str(marker), mode='w')]),
-        'a dotted type: os.system': _pipeline_meta([dict(type='os.system',
-                                                         command=' '.join(touch))]),
-        'a nested step': _pipeline_meta([dict(type='TestTimeAug', transforms=[[dict(
-            type='subprocess.run', args=touch)]])]),
-        'a step scope': _pipeline_meta([dict(type='ResizeEdge', scale=32, _scope_='os')]),
-        'a file scope': _pipeline_meta([], scope='subprocess'),
-        'a scope of another kind': _pipeline_meta([], scope='mmdet'),
-        'an unregistered bare name': _pipeline_meta([dict(type='Popen', args=touch)]),
-        'an unknown field': dict(_pipeline_meta([]), hook='subprocess.run'),
-        'an unknown kind': _pipeline_meta([], kind='plugin'),
-        'a pipeline that is not a list': _pipeline_meta([], test_pipeline='subprocess.run'),
-        'a step that is not a dict': _pipeline_meta(['subprocess.run']),
-        'classes that are not names': _pipeline_meta([], classes=[{'type': 'os.system'}]),
-        'a huge string': _pipeline_meta([dict(type='ResizeEdge', scale=32, edge='x' * 10**5)]),
-        'a deep nest': _pipeline_meta([dict(type='ResizeEdge', scale=32,
-                                            extra=[[[[[[[[1]]]]]]]])]),
-        'a detector threshold out of range': dict(_pipeline_meta([], kind='detector',
-                                                                 scope='mmdet'),
-                                                  score_thr=7),
-        'not JSON': None,
-        'NaN': None,
-    }
-
-
-@pytest.mark.parametrize('case', sorted(_hostile_metadata('x')))
-def test_an_exported_file_never_runs_code_from_its_metadata(case, tmp_path):
-    """Item 1 of the reliability round: an edited metadata that names an importable callable
-    (mmengine's Registry.get imports any dotted name; a scope imports <scope>.registry) is
-    refused in one line before any step is built, and nothing runs."""
-    from mmvit_ext.deployment import ModelFileError, OnnxModel
-    marker = tmp_path / 'ran'
-    meta = _hostile_metadata(marker)[case]
-    text = {'not JSON': '{"kind": ', 'NaN': '{"kind": "detector", "score_thr": NaN}'}.get(
-        case, json.dumps(meta) if meta is not None else None)
-    path = _identity_onnx(tmp_path / 'edited.onnx', text)
-    image = np.zeros((32, 32, 3), np.uint8)
-    with pytest.raises(ModelFileError, match=r'edited\.onnx: refusing its mmvit_ext metadata'):
-        OnnxModel(path)(image)
-    assert not marker.exists()
-
-
-def test_infer_onnx_refuses_a_file_whose_pipeline_would_run_a_command(tmp_path):
-    marker = tmp_path / 'ran'
-    path = _identity_onnx(tmp_path / 'edited.onnx', json.dumps(
-        _hostile_metadata(marker)['a dotted type: subprocess.run']))
-    import cv2
-    cv2.imwrite(str(tmp_path / 'img.png'), np.zeros((32, 32, 3), np.uint8))
-    code, out = _run([sys.executable, 'tools/deployment/infer_onnx.py', path,
-                      str(tmp_path / 'img.png')])
-    _one_line_error(code, out, r"test_pipeline\[1\]\.type is 'subprocess\.run': a transform is "
-                               r'named by its registered class name')
-    assert not marker.exists()
-
-
-def test_the_stored_pipelines_of_every_family_build_from_registered_classes():
-    """The check is not a wall: every shipped demo config's test pipeline passes it and builds,
-    each step an instance of a class the framework registers (no string reached mmengine)."""
-    from mmengine.config import Config
-
-    from mmvit_ext.deployment.metadata import build_test_pipeline, check_metadata
-    for config, kind, scope in (
-            ('configs/_small_/mask-rcnn_dilateformer-demo_fpn_small-coco.py', 'detector', 'mmdet'),
-            ('configs/_small_/dilateformer-demo_upernet_small-ade20k.py', 'segmentor', 'mmseg'),
-            ('configs/_small_/dilateformer-demo_small-imagenet.py', 'classifier', 'mmpretrain'),
-            ('configs/dilateformer/mask-rcnn_dilateformer-t_fpn_ms-crop-3x_coco.py', 'detector',
-             'mmdet')):
-        cfg = Config.fromfile(f'{REPO}/{config}')
-        steps = [s.to_dict() for s in cfg.test_dataloader.dataset.pipeline]
-        meta = check_metadata(json.loads(json.dumps(dict(kind=kind, scope=scope,
-                                                         test_pipeline=steps))))
-        pipeline = build_test_pipeline(meta)
-        names = [type(t).__name__ for t in pipeline.transforms]
-        assert names == [s['type'].split('.')[-1] for s in steps
-                         if 'LoadAnnotations' not in s['type']], (config, names)

@@ -2,6 +2,7 @@
 # Set up both supported stacks, then run the tests on each (what CI runs):
 #   newest: torch 2.13, Python 3.11 (.venv)         -> the full default suite
 #   oldest: torch 2.1.2, Python 3.8 (.venv-oldest)  -> the subset in tests/oldest_stack.txt
+# and, once, lint-imports: the layers and import contracts of .importlinter (a broken one fails).
 # First run on a new machine: ~15 min of installs (mmcv compiles once per stack, then is cached
 # in ~/.cache/mmvit_ext); later runs start testing within seconds.
 #
@@ -34,6 +35,9 @@ for stack in $STACKS; do
                 mapfile -t selection < <(grep -v '^\s*#' tests/oldest_stack.txt | grep -v '^\s*$') ;;
     esac
     echo "[run_tests] $stack stack: $("$venv/bin/python" -c 'import sys, torch; print(f"Python {sys.version.split()[0]}, torch {torch.__version__}")')"
+    if [ "$stack" = newest ]; then  # the architecture's contracts (.importlinter): static, once
+        "$venv/bin/lint-imports" --no-cache || status=$?
+    fi
     "$venv/bin/python" -m pytest "${PARALLEL[@]}" "${selection[@]}" "$@" || status=$?
 done
 exit $status

@@ -29,7 +29,8 @@ case $STACK in
         PYTHON=${PYTHON:-python3}
         CONSTRAINTS=$ROOT/requirements/constraints.txt
         BASE_TOOLS=(pip 'setuptools>=77.0.3,<82' wheel)
-        EXTRA_REQUIREMENTS=(-r "$ROOT/requirements/deploy.txt" -r "$ROOT/requirements/docs.txt") ;;
+        EXTRA_REQUIREMENTS=(-r "$ROOT/requirements/deploy.txt" -r "$ROOT/requirements/docs.txt"
+                            -r "$ROOT/requirements/lint.txt") ;;
     oldest)
         VENV=${MMVIT_VENV:-$ROOT/.venv-oldest}
         PYTHON=${PYTHON:-$(ls -d "$HOME"/.pyenv/versions/3.8.*/bin/python 2>/dev/null | tail -1)}
@@ -124,7 +125,7 @@ pip install -q --no-deps torchvision
 # exist"): an import hook, started by a .pth line, declares the missing op schemas so that
 # `import torchvision` and the frameworks' tools work without importing mmvit_ext first.
 SITE=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-cp "$ROOT/mmvit_ext/utils/torchvision_hook.py" "$SITE/_mmvit_torchvision_hook.py"
+cp "$ROOT/mmvit_ext/utils/torchvision_shim.py" "$SITE/_mmvit_torchvision_hook.py"
 echo "import _mmvit_torchvision_hook" > "$SITE/_mmvit_torchvision_hook.pth"
 say "openmim without openxlab (pip then warns that opendatalab is missing: intended)"
 pip install -q --no-deps openmim

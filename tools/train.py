@@ -13,7 +13,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import mmvit_ext  # noqa: E402,F401  (registry entries, safe checkpoint loading)
 from mmengine.logging import print_log  # noqa: E402
-from mmvit_ext.utils.runner_setup import add_common_args, build_runner, load_config  # noqa: E402
+from mmvit_ext.engine.runner_setup import add_common_args, build_runner, load_config  # noqa: E402
 
 
 def parse_args():
@@ -65,6 +65,6 @@ def main():
 
 
 if __name__ == '__main__':
-    from mmvit_ext.utils.errors import one_line_refusals
+    from mmvit_ext.utils.cli import one_line_refusals
     with one_line_refusals():
         main()

@@ -42,7 +42,7 @@ test_dataloader = val_dataloader
 val_evaluator = dict(type='Accuracy', topk=(1, ))
 test_evaluator = val_evaluator
 
-optim_wrapper = dict(type='FiniteOptimWrapper', optimizer=dict(lr=1e-3))
+optim_wrapper = dict(type='OptimWrapper', optimizer=dict(lr=1e-3))  # fp32 on the CPU
 param_scheduler = [dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=0, end=10)]
 train_cfg = dict(max_epochs=10, val_interval=5)
 custom_hooks = []

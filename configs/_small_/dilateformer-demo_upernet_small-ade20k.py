@@ -54,7 +54,7 @@ val_dataloader = dict(
                  pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
-train_cfg = dict(type='GuardedIterBasedTrainLoop', max_iters=200, val_interval=100)
+train_cfg = dict(max_iters=200, val_interval=100)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=20),
     dict(type='PolyLR', eta_min=0.0, power=1.0, begin=20, end=200, by_epoch=False),

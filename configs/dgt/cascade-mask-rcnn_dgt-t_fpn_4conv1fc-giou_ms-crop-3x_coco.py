@@ -4,7 +4,7 @@
 # the in-tree template for this setting (heads, DETR-style multi-scale crop, 36 epochs, steps
 # 27/33). Optimizer: the Swin protocol (AdamW lr 1e-4, wd 0.05). Drop path 0.2 (T) / 0.3 (S) /
 # 0.4 (B).
-_base_ = 'mmdet::convnext/cascade-mask-rcnn_convnext-t-p4-w7_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py'
+_base_ = ['mmdet::convnext/cascade-mask-rcnn_convnext-t-p4-w7_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py', '../_base_/guards.py']
 custom_imports = dict(imports=['mmvit_ext'], allow_failed_imports=False, _delete_=True)
 
 # ImageNet weights trained with configs/dgt/dgt-t_8xb128_in1k.py (none are published).
@@ -23,14 +23,6 @@ model = dict(
 # No weight decay on norms (LayerNorm and BatchNorm).
 optim_wrapper = dict(
     _delete_=True,
-    type='FiniteOptimWrapper',  # 'OptimWrapper'
+    type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=0.0001, betas=(0.9, 0.999), weight_decay=0.05),
     paramwise_cfg=dict(norm_decay_mult=0.))
-
-# mmvit_ext's guards (README: "What is refused and why"). Each line selects one registered
-# component; the type in its comment (mmengine's or mmdet's own) switches that guard off, and
-# `guards = dict(work_dir_lock=False, ...)` switches off single checks of GuardedRunner.
-runner_type = 'GuardedRunner'  # 'Runner'
-train_cfg = dict(type='GuardedEpochBasedTrainLoop')  # 'EpochBasedTrainLoop'
-default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))  # 'CheckpointHook'
-train_dataloader = dict(dataset=dict(type='CheckedCocoDataset'))  # 'CocoDataset'

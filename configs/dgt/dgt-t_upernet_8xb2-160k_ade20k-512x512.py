@@ -3,7 +3,7 @@
 # choice and no paper number is reproduced. This is mmseg's Swin protocol (AdamW lr 6e-5, wd 0.01,
 # 16 images, 1500-iter warmup then poly), inherited from its Swin-T config. Drop path 0.2 (T) /
 # 0.3 (S) / 0.4 (B).
-_base_ = 'mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py'
+_base_ = ['mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py', '../_base_/guards.py']
 custom_imports = dict(imports=['mmvit_ext'], allow_failed_imports=False)
 
 # ImageNet weights trained with configs/dgt/dgt-t_8xb128_in1k.py (none are published).
@@ -22,11 +22,3 @@ model = dict(
 
 # No weight decay on norms (LayerNorm and BatchNorm).
 optim_wrapper = dict(paramwise_cfg=dict(norm_decay_mult=0., _delete_=True))
-optim_wrapper = dict(type='FiniteOptimWrapper')  # 'OptimWrapper'
-
-# mmvit_ext's guards (README: "What is refused and why"). Each line selects one registered
-# component; the type in its comment (mmengine's or mmdet's own) switches that guard off, and
-# `guards = dict(work_dir_lock=False, ...)` switches off single checks of GuardedRunner.
-runner_type = 'GuardedRunner'  # 'Runner'
-train_cfg = dict(type='GuardedIterBasedTrainLoop')  # 'IterBasedTrainLoop'
-default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))  # 'CheckpointHook'

@@ -3,7 +3,7 @@
 # hyper-parameters are this project's choice, no paper number is reproduced, and the detector
 # follows mmdet's Swin protocol (DETR-style random resize/crop, AdamW lr 1e-4, wd 0.05, steps
 # 27/33), inherited from its Swin-T config. Drop path 0.2 (T) / 0.3 (S) / 0.4 (B).
-_base_ = 'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_ms-crop-3x_coco.py'
+_base_ = ['mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_ms-crop-3x_coco.py', '../_base_/guards.py']
 custom_imports = dict(imports=['mmvit_ext'], allow_failed_imports=False)
 
 # ImageNet weights trained with configs/dgt/dgt-t_8xb128_in1k.py (none are published).
@@ -21,12 +21,3 @@ model = dict(
 
 # No weight decay on norms (LayerNorm and BatchNorm).
 optim_wrapper = dict(paramwise_cfg=dict(norm_decay_mult=0., _delete_=True))
-optim_wrapper = dict(type='FiniteOptimWrapper')  # 'OptimWrapper'
-
-# mmvit_ext's guards (README: "What is refused and why"). Each line selects one registered
-# component; the type in its comment (mmengine's or mmdet's own) switches that guard off, and
-# `guards = dict(work_dir_lock=False, ...)` switches off single checks of GuardedRunner.
-runner_type = 'GuardedRunner'  # 'Runner'
-train_cfg = dict(type='GuardedEpochBasedTrainLoop')  # 'EpochBasedTrainLoop'
-default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))  # 'CheckpointHook'
-train_dataloader = dict(dataset=dict(type='CheckedCocoDataset'))  # 'CocoDataset'

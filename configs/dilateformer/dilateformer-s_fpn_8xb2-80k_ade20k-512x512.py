@@ -8,7 +8,8 @@
 # mmseg's schedule_80k keeps eta_min 1e-4, which with lr 1e-4 would hold the lr constant.
 _base_ = [
     'mmseg::_base_/models/fpn_r50.py', 'mmseg::_base_/datasets/ade20k.py',
-    'mmseg::_base_/default_runtime.py', 'mmseg::_base_/schedules/schedule_80k.py'
+    'mmseg::_base_/default_runtime.py', 'mmseg::_base_/schedules/schedule_80k.py',
+    '../_base_/guards.py'
 ]
 custom_imports = dict(imports=['mmvit_ext'], allow_failed_imports=False)
 
@@ -30,15 +31,8 @@ model = dict(
 train_dataloader = dict(batch_size=2)  # 8 GPUs x 2 = 16
 optim_wrapper = dict(
     _delete_=True,
-    type='FiniteOptimWrapper',  # 'OptimWrapper'
+    type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=1e-4, weight_decay=1e-4),
     clip_grad=None)
 param_scheduler = [
     dict(type='PolyLR', eta_min=0., power=0.9, begin=0, end=80000, by_epoch=False)]
-
-# mmvit_ext's guards (README: "What is refused and why"). Each line selects one registered
-# component; the type in its comment (mmengine's or mmdet's own) switches that guard off, and
-# `guards = dict(work_dir_lock=False, ...)` switches off single checks of GuardedRunner.
-runner_type = 'GuardedRunner'  # 'Runner'
-train_cfg = dict(type='GuardedIterBasedTrainLoop')  # 'IterBasedTrainLoop'
-default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))  # 'CheckpointHook'

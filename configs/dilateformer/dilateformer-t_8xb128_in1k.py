@@ -10,6 +10,7 @@ _base_ = [
     'mmpretrain::_base_/datasets/imagenet_bs64_swin_224.py',
     'mmpretrain::_base_/schedules/imagenet_bs1024_adamw_swin.py',
     'mmpretrain::_base_/default_runtime.py',
+    '../_base_/guards.py'
 ]
 custom_imports = dict(imports=['mmvit_ext'], allow_failed_imports=False)
 
@@ -33,7 +34,7 @@ val_dataloader = dict(batch_size=128, num_workers=8)
 test_dataloader = val_dataloader
 
 optim_wrapper = dict(
-    type='FiniteAmpOptimWrapper',  # 'AmpOptimWrapper'
+    type='AmpOptimWrapper',
     optimizer=dict(type='AdamW', lr=2e-3, weight_decay=0.05, eps=1e-8, betas=(0.9, 0.999)),
     # timm exempts every 1-D parameter (norms, biases) from weight decay
     paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0, flat_decay_mult=0.0,
@@ -42,15 +43,9 @@ param_scheduler = [
     dict(type='TimmCosineLR', t_initial=300, eta_min=1e-5, warmup_epochs=10, warmup_init=1e-6,
          by_epoch=True, begin=0, end=300)]
 train_cfg = dict(
-    _delete_=True, type='GuardedEpochBasedTrainLoop',  # 'EpochBasedTrainLoop'
+    _delete_=True, type='EpochBasedTrainLoop',
     max_epochs=300, val_interval=1)
 # a choice: the average is saved as ema_state_dict and never scored (mmengine's 'EMAHook'
 # would validate and save the average instead)
 custom_hooks = [dict(type='SavedEMAHook', momentum=4e-5, priority='ABOVE_NORMAL')]
 auto_scale_lr = dict(base_batch_size=1024)
-
-# mmvit_ext's guards (README: "What is refused and why"). Each line selects one registered
-# component; the type in its comment (mmengine's or mmdet's own) switches that guard off, and
-# `guards = dict(work_dir_lock=False, ...)` switches off single checks of GuardedRunner.
-runner_type = 'GuardedRunner'  # 'Runner'
-default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))  # 'CheckpointHook'

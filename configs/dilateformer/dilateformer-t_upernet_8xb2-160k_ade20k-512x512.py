@@ -1,7 +1,7 @@
 # UperNet, 160k iterations, 512x512 crops, ADE20K, DilateFormer-T.
 # The paper's segmentation hyper-parameters are not published; this is mmseg's Swin protocol
 # (AdamW lr 6e-5, wd 0.01, 16 images, 1500-iter warmup then poly), inherited from its Swin-T config.
-_base_ = 'mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py'
+_base_ = ['mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py', '../_base_/guards.py']
 custom_imports = dict(imports=['mmvit_ext'], allow_failed_imports=False)
 
 pretrained = 'checkpoints/dilateformer-tiny_in1k.pth'
@@ -18,12 +18,5 @@ model = dict(
     auxiliary_head=dict(in_channels=288, num_classes=150))
 
 optim_wrapper = dict(
-    type='FiniteOptimWrapper',  # 'OptimWrapper'
+    type='OptimWrapper',
     paramwise_cfg=dict(custom_keys={'norm': dict(decay_mult=0.)}, _delete_=True))
-
-# mmvit_ext's guards (README: "What is refused and why"). Each line selects one registered
-# component; the type in its comment (mmengine's or mmdet's own) switches that guard off, and
-# `guards = dict(work_dir_lock=False, ...)` switches off single checks of GuardedRunner.
-runner_type = 'GuardedRunner'  # 'Runner'
-train_cfg = dict(type='GuardedIterBasedTrainLoop')  # 'IterBasedTrainLoop'
-default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))  # 'CheckpointHook'

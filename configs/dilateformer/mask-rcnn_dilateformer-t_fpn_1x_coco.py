@@ -2,7 +2,7 @@
 # The paper's detection hyper-parameters are not published (no official det code); this follows
 # the Swin protocol of mmdet (AdamW lr 1e-4, wd 0.05, 16 images, 1000-iter warmup, steps 8/11),
 # which is what the config inherits; only the backbone differs.
-_base_ = 'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py'
+_base_ = ['mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py', '../_base_/guards.py']
 custom_imports = dict(imports=['mmvit_ext'], allow_failed_imports=False)
 
 # Official ImageNet weights (or the output of tools/model_converters/dilateformer2mmvit.py).
@@ -21,13 +21,5 @@ model = dict(
 
 # No weight decay on norms and biases of norms (`norm` matches LN/BN names and norm0-3).
 optim_wrapper = dict(
-    type='FiniteOptimWrapper',  # 'OptimWrapper'
+    type='OptimWrapper',
     paramwise_cfg=dict(custom_keys={'norm': dict(decay_mult=0.)}, _delete_=True))
-
-# mmvit_ext's guards (README: "What is refused and why"). Each line selects one registered
-# component; the type in its comment (mmengine's or mmdet's own) switches that guard off, and
-# `guards = dict(work_dir_lock=False, ...)` switches off single checks of GuardedRunner.
-runner_type = 'GuardedRunner'  # 'Runner'
-train_cfg = dict(type='GuardedEpochBasedTrainLoop')  # 'EpochBasedTrainLoop'
-default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))  # 'CheckpointHook'
-train_dataloader = dict(dataset=dict(type='CheckedCocoDataset'))  # 'CocoDataset'

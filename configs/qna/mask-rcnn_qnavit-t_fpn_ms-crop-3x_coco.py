@@ -5,7 +5,7 @@
 # Stage 4 uses global attention ('global' in msa_modes): with the official 7x7 windows and no
 # shift, stage 4 would not mix between windows at all at 800x1333. Where stage 4 is one window
 # (224x224 input) both modes are the same network. See configs/qna/README.md.
-_base_ = 'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_ms-crop-3x_coco.py'
+_base_ = ['mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_ms-crop-3x_coco.py', '../_base_/guards.py']
 custom_imports = dict(imports=['mmvit_ext'], allow_failed_imports=False)
 
 # The official Flax checkpoint (checkpoint_<step>, from the authors' Google Drive) loads as is,
@@ -27,16 +27,8 @@ model = dict(
 # No weight decay on norms, relative position biases and QnA's per-offset attention scales
 # (the official ImageNet recipe exempts the last two).
 optim_wrapper = dict(
-    type='FiniteOptimWrapper',  # 'OptimWrapper'
+    type='OptimWrapper',
     paramwise_cfg=dict(
         custom_keys={'norm': dict(decay_mult=0.), 'rpe_bias': dict(decay_mult=0.),
                      'attn_scale': dict(decay_mult=0.)},
         _delete_=True))
-
-# mmvit_ext's guards (README: "What is refused and why"). Each line selects one registered
-# component; the type in its comment (mmengine's or mmdet's own) switches that guard off, and
-# `guards = dict(work_dir_lock=False, ...)` switches off single checks of GuardedRunner.
-runner_type = 'GuardedRunner'  # 'Runner'
-train_cfg = dict(type='GuardedEpochBasedTrainLoop')  # 'EpochBasedTrainLoop'
-default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))  # 'CheckpointHook'
-train_dataloader = dict(dataset=dict(type='CheckedCocoDataset'))  # 'CocoDataset'

@@ -12,6 +12,7 @@ _base_ = [
     'mmpretrain::_base_/datasets/imagenet_bs64_swin_224.py',
     'mmpretrain::_base_/schedules/imagenet_bs1024_adamw_swin.py',
     'mmpretrain::_base_/default_runtime.py',
+    '../_base_/guards.py'
 ]
 custom_imports = dict(imports=['mmvit_ext'], allow_failed_imports=False)
 
@@ -55,7 +56,7 @@ val_dataloader = dict(batch_size=128, num_workers=8, dataset=dict(pipeline=test_
 test_dataloader = val_dataloader
 
 optim_wrapper = dict(
-    type='FiniteAmpOptimWrapper',  # 'AmpOptimWrapper'
+    type='AmpOptimWrapper',
     optimizer=dict(type='AdamW', lr=2e-3, weight_decay=0.05, eps=1e-8, betas=(0.9, 0.999)),
     paramwise_cfg=dict(
         custom_keys={'rpe_bias': dict(decay_mult=0.), 'attn_scale': dict(decay_mult=0.)},
@@ -69,13 +70,7 @@ param_scheduler = [
          convert_to_iter_based=True),
 ]
 train_cfg = dict(
-    _delete_=True, type='GuardedEpochBasedTrainLoop',  # 'EpochBasedTrainLoop'
+    _delete_=True, type='EpochBasedTrainLoop',
     max_epochs=300, val_interval=1)
 # The official lr is 5e-4 x batch / 256: `--auto-scale-lr` rescales 2e-3 for another batch size.
 auto_scale_lr = dict(base_batch_size=1024)
-
-# mmvit_ext's guards (README: "What is refused and why"). Each line selects one registered
-# component; the type in its comment (mmengine's or mmdet's own) switches that guard off, and
-# `guards = dict(work_dir_lock=False, ...)` switches off single checks of GuardedRunner.
-runner_type = 'GuardedRunner'  # 'Runner'
-default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))  # 'CheckpointHook'

@@ -4,7 +4,7 @@
 # Swin-T config. Drop path 0.1 (T, T-7x7) / 0.2 (S) / 0.3 (B) is this project's choice.
 # Stage 4 uses global attention: at 512x512 its map is 16x16, which 7x7 windows without shift
 # would cut into 9 padded windows that never mix. See configs/qna/README.md.
-_base_ = 'mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py'
+_base_ = ['mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py', '../_base_/guards.py']
 custom_imports = dict(imports=['mmvit_ext'], allow_failed_imports=False)
 
 # The official Flax checkpoint loads as is (converted on the fly), as does the output of
@@ -25,15 +25,8 @@ model = dict(
 
 # No weight decay on norms, relative position biases and QnA's per-offset attention scales.
 optim_wrapper = dict(
-    type='FiniteOptimWrapper',  # 'OptimWrapper'
+    type='OptimWrapper',
     paramwise_cfg=dict(
         custom_keys={'norm': dict(decay_mult=0.), 'rpe_bias': dict(decay_mult=0.),
                      'attn_scale': dict(decay_mult=0.)},
         _delete_=True))
-
-# mmvit_ext's guards (README: "What is refused and why"). Each line selects one registered
-# component; the type in its comment (mmengine's or mmdet's own) switches that guard off, and
-# `guards = dict(work_dir_lock=False, ...)` switches off single checks of GuardedRunner.
-runner_type = 'GuardedRunner'  # 'Runner'
-train_cfg = dict(type='GuardedIterBasedTrainLoop')  # 'IterBasedTrainLoop'
-default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))  # 'CheckpointHook'

@@ -3,7 +3,7 @@
 # (AdamW lr 1e-4, wd 0.05, 16 images, 1000-iter warmup, steps 8/11), which the config inherits,
 # as the papers of its time did. Drop path 0.2 (S) / 0.3 (M) / 0.4 (B) is this project's choice.
 # Inputs of any size work (e.g. 800x1333): see configs/sgformer/README.md for the padding design.
-_base_ = 'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py'
+_base_ = ['mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py', '../_base_/guards.py']
 custom_imports = dict(imports=['mmvit_ext'], allow_failed_imports=False)
 
 # Official ImageNet weights (SG-Former-S.pth from the authors' Google Drive), or the output of
@@ -23,15 +23,7 @@ model = dict(
 
 # No weight decay on norms (stage norms norm0-3, LN/GN inside) and on the position embedding.
 optim_wrapper = dict(
-    type='FiniteOptimWrapper',  # 'OptimWrapper'
+    type='OptimWrapper',
     paramwise_cfg=dict(
         custom_keys={'norm': dict(decay_mult=0.), 'pos_embed': dict(decay_mult=0.)},
         _delete_=True))
-
-# mmvit_ext's guards (README: "What is refused and why"). Each line selects one registered
-# component; the type in its comment (mmengine's or mmdet's own) switches that guard off, and
-# `guards = dict(work_dir_lock=False, ...)` switches off single checks of GuardedRunner.
-runner_type = 'GuardedRunner'  # 'Runner'
-train_cfg = dict(type='GuardedEpochBasedTrainLoop')  # 'EpochBasedTrainLoop'
-default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))  # 'CheckpointHook'
-train_dataloader = dict(dataset=dict(type='CheckedCocoDataset'))  # 'CocoDataset'

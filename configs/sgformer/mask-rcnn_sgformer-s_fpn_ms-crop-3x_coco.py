@@ -1,7 +1,7 @@
 # Mask R-CNN 3x (36 epochs) + multi-scale crop with SG-Former-S on COCO.
 # mmdet's Swin protocol (DETR-style random resize/crop, AdamW lr 1e-4, wd 0.05, steps 27/33);
 # the paper's own det hyper-parameters are not published.
-_base_ = 'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_ms-crop-3x_coco.py'
+_base_ = ['mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_ms-crop-3x_coco.py', '../_base_/guards.py']
 custom_imports = dict(imports=['mmvit_ext'], allow_failed_imports=False)
 
 # Official ImageNet weights (SG-Former-S.pth from the authors' Google Drive), or the output of
@@ -21,15 +21,7 @@ model = dict(
 
 # No weight decay on norms (stage norms norm0-3, LN/GN inside) and on the position embedding.
 optim_wrapper = dict(
-    type='FiniteOptimWrapper',  # 'OptimWrapper'
+    type='OptimWrapper',
     paramwise_cfg=dict(
         custom_keys={'norm': dict(decay_mult=0.), 'pos_embed': dict(decay_mult=0.)},
         _delete_=True))
-
-# mmvit_ext's guards (README: "What is refused and why"). Each line selects one registered
-# component; the type in its comment (mmengine's or mmdet's own) switches that guard off, and
-# `guards = dict(work_dir_lock=False, ...)` switches off single checks of GuardedRunner.
-runner_type = 'GuardedRunner'  # 'Runner'
-train_cfg = dict(type='GuardedEpochBasedTrainLoop')  # 'EpochBasedTrainLoop'
-default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))  # 'CheckpointHook'
-train_dataloader = dict(dataset=dict(type='CheckedCocoDataset'))  # 'CocoDataset'

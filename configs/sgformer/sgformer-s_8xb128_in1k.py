@@ -12,6 +12,7 @@ _base_ = [
     'mmpretrain::_base_/datasets/imagenet_bs64_swin_224.py',
     'mmpretrain::_base_/schedules/imagenet_bs1024_adamw_swin.py',
     'mmpretrain::_base_/default_runtime.py',
+    '../_base_/guards.py'
 ]
 custom_imports = dict(imports=['mmvit_ext'], allow_failed_imports=False)
 
@@ -39,7 +40,7 @@ val_dataloader = dict(batch_size=128, num_workers=8, dataset=dict(pipeline=test_
 test_dataloader = val_dataloader
 
 optim_wrapper = dict(
-    type='FiniteAmpOptimWrapper',  # 'AmpOptimWrapper'
+    type='AmpOptimWrapper',
     optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05, eps=1e-8, betas=(0.9, 0.999)),
     paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0, flat_decay_mult=0.0,
                        _delete_=True))
@@ -50,14 +51,8 @@ param_scheduler = [
     # cooldown: the lr stays at eta_min for the last 10 epochs
 ]
 train_cfg = dict(
-    _delete_=True, type='GuardedEpochBasedTrainLoop',  # 'EpochBasedTrainLoop'
+    _delete_=True, type='EpochBasedTrainLoop',
     max_epochs=310, val_interval=1)
 custom_hooks = [dict(type='EMAHook', momentum=8e-5, priority='ABOVE_NORMAL')]
 # lr 1e-3 is absolute in the official recipe: keep it whatever the batch
 auto_scale_lr = dict(base_batch_size=1024, enable=False)
-
-# mmvit_ext's guards (README: "What is refused and why"). Each line selects one registered
-# component; the type in its comment (mmengine's or mmdet's own) switches that guard off, and
-# `guards = dict(work_dir_lock=False, ...)` switches off single checks of GuardedRunner.
-runner_type = 'GuardedRunner'  # 'Runner'
-default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))  # 'CheckpointHook'

@@ -2,7 +2,7 @@
 # SG-Former released no segmentation code or hyper-parameters; this is mmseg's Swin protocol
 # (AdamW lr 6e-5, wd 0.01, 16 images, 1500-iter warmup then poly), inherited from its Swin-T config.
 # Drop path 0.3 (S, M) / 0.4 (B) is this project's choice.
-_base_ = 'mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py'
+_base_ = ['mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py', '../_base_/guards.py']
 custom_imports = dict(imports=['mmvit_ext'], allow_failed_imports=False)
 
 # Official ImageNet weights (SG-Former-S.pth from the authors' Google Drive), or the output of
@@ -23,14 +23,7 @@ model = dict(
 
 # No weight decay on norms (stage norms norm0-3, LN/GN inside) and on the position embedding.
 optim_wrapper = dict(
-    type='FiniteOptimWrapper',  # 'OptimWrapper'
+    type='OptimWrapper',
     paramwise_cfg=dict(
         custom_keys={'norm': dict(decay_mult=0.), 'pos_embed': dict(decay_mult=0.)},
         _delete_=True))
-
-# mmvit_ext's guards (README: "What is refused and why"). Each line selects one registered
-# component; the type in its comment (mmengine's or mmdet's own) switches that guard off, and
-# `guards = dict(work_dir_lock=False, ...)` switches off single checks of GuardedRunner.
-runner_type = 'GuardedRunner'  # 'Runner'
-train_cfg = dict(type='GuardedIterBasedTrainLoop')  # 'IterBasedTrainLoop'
-default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))  # 'CheckpointHook'

@@ -48,27 +48,24 @@ def build_backbone(name):
     """A backbone by its name in :data:`BACKBONES`, or from a config dict (``type`` and args)."""
     if not isinstance(name, dict) and name not in BACKBONES:
         raise KeyError(f'unknown backbone {name!r}; choose from {sorted(BACKBONES)}')
-    from mmvit_ext.registry import MODELS  # importing mmvit_ext registers our backbones
+    from mmvit_ext.models.registry import MODELS  # importing mmvit_ext registers our backbones
     # a 'mmdet.' type resolves in mmdet's registry
     return MODELS.build(dict(name if isinstance(name, dict) else BACKBONES[name]))
 
 
 def sg_attention_case(case):
     """An SG-Former H or G attention module on a ``size`` token grid (stage ``stage``)."""
-    from mmvit_ext.models.attention import sg_attention as sg
+    from mmvit_ext.attention import sg
     B, C, heads, stage = case['batch'], case['channels'], case['heads'], case.get('stage', 0)
     H, W = case['size']
     dev = case['device']
-    kind, reference = case['op'].replace('_reference', ''), case['op'].endswith('_reference')
-    if kind == 'sg_hybrid':
+    if case['op'].replace('_reference', '') == 'sg_hybrid':
         module = sg.HybridScaleAttention(C, heads, (8, 4, 2)[stage]).to(dev)
-        fn = (lambda x: sg.hybrid_scale_attention_reference(module, x, (H, W))[0]) if reference \
-            else (lambda x: module(x, (H, W))[0])
+        fn = lambda x: module(x, (H, W))[0]  # noqa: E731
     else:
         module = sg.SelfGuidedAttention(C, heads, sg.DEFAULT_MERGE_GROUPS[stage]).to(dev)
         sig = torch.rand(B, H, W, device=dev)
-        fn = (lambda x: sg.self_guided_attention_reference(module, x, (H, W), sig)) if reference \
-            else (lambda x: module(x, (H, W), sig))
+        fn = lambda x: module(x, (H, W), sig)  # noqa: E731
     backward = case['mode'] == 'fwdbwd'
     x = torch.randn(B, H * W, C, device=dev, requires_grad=backward)
 
@@ -86,7 +83,7 @@ def sg_attention_case(case):
 
 def qna_case(case):
     """The QnA layer or the unfold local attention on a ``size`` NHWC map."""
-    from mmvit_ext.models.attention import qna
+    from mmvit_ext.attention import qna
     B, C, heads, k = case['batch'], case['channels'], case['heads'], case['kernel']
     dev = case['device']
     x = torch.randn(B, *case['size'], C, device=dev, requires_grad=case['mode'] == 'fwdbwd')
@@ -98,8 +95,7 @@ def qna_case(case):
     else:
         layer = qna.QnAAttention(C, C, heads, k).to(dev)
         params = list(layer.parameters())
-        fn = layer.forward_reference if case['op'] == 'qna_reference' else layer.forward
-        fn = (lambda f: (lambda: f(x)))(fn)
+        fn = lambda: layer(x)  # noqa: E731
 
     def run():
         if case['mode'] == 'fwdbwd':
@@ -119,7 +115,7 @@ DGA_OPS = ('dga', 'dga_reference', 'dga_routing', 'dga_kmeans', 'global')
 def dga_case(case):
     """DG-Attention on ``N`` tokens: fast form, dense masked reference, the routing alone
     (k-means + top-k on given q, k), k-means alone, or global attention (same projections)."""
-    from mmvit_ext.models.attention import dg_attention as dg
+    from mmvit_ext.attention import dg
     B, C, heads, dev = case['batch'], case['channels'], case['heads'], case['device']
     N = case['size'][0] * case['size'][1]
     glob = case['op'] == 'global'
@@ -142,10 +138,9 @@ def dga_case(case):
         if case['op'] == 'dga_kmeans':
             fn = lambda: dg.kmeans_groups(q, module.num_groups, module.kmeans_iters)  # noqa: E731
         else:
-            fn = lambda: module.routing(q, k)  # noqa: E731
+            fn = lambda: module.routing(x, q, k)  # noqa: E731
     else:
-        fn = module.forward_reference if case['op'] == 'dga_reference' else module.forward
-        fn = (lambda f: (lambda: f(x)))(fn)
+        fn = lambda: module(x)  # noqa: E731
 
     def run():
         if backward and case['op'] not in ('dga_routing', 'dga_kmeans'):
@@ -166,13 +161,12 @@ def attention_case(case):
         return dga_case(case)
     if case['op'] in ('qna', 'qna_reference', 'local_unfold'):
         return qna_case(case)
-    from mmvit_ext.models.attention import msda
+    from mmvit_ext.attention import msda
     B, C, heads = case['batch'], case['channels'], case['heads']
     H, W = case['size']
     d = C // heads
     dilations = case.get('dilations', [1, 2, 3])
-    fn = (msda.dilated_local_attention_reference if case['op'] == 'msda_reference'
-          else msda.dilated_local_attention)
+    fn = msda.dilated_local_attention
     dev = case['device']
     backward = case['mode'] == 'fwdbwd'
     q, k, v = (torch.randn(B, heads, d, H, W, device=dev, requires_grad=backward)
@@ -232,6 +226,17 @@ def flops_case(case):
                 params=result['params'])
 
 
+def _in_form(run, form: str):
+    """``run`` with every operator in ``form`` (the ``*_reference`` cases)."""
+    from mmvit_ext.attention import attention_form
+
+    def in_form():
+        with attention_form(form):
+            return run()
+
+    return in_form
+
+
 def run_child(case):
     """One case in a fresh process (see :func:`~.benchmark.run_case_in_subprocess`): the case
     with its results added."""
@@ -241,6 +246,8 @@ def run_child(case):
     if case['kind'] == 'flops':
         return dict(case, **flops_case(case))
     run = attention_case(case) if case['kind'] == 'attention' else backbone_case(case)
+    if case['kind'] == 'attention' and case['op'].endswith('_reference'):
+        run = _in_form(run, 'reference')
     return dict(case, **measure(run, case['device'], case.get('warmup', 1), case.get('repeat', 3)))
 
 

@@ -95,8 +95,10 @@ def count_flops(model: nn.Module, inputs: Sequence[torch.Tensor] = None,
     analyzer.set_op_handle(**ATTENTION_FLOP_HANDLES)
     analyzer.unsupported_ops_warnings(False)
     analyzer.uncalled_modules_warnings(False)
-    from ..models.ops import counting_flops
-    with torch.no_grad(), counting_flops():
+    # the fast forms: the counter traces the model as it runs eagerly and has handles for our
+    # custom operators (a tracer would otherwise get the traceable forms)
+    from ..attention import attention_form
+    with torch.no_grad(), attention_form('fast'):
         flops = analyzer.total()
         by_op = analyzer.by_operator()
         by_module_op = analyzer.by_module_and_operator() if exact else {}
@@ -143,7 +145,7 @@ def config_complexity(cfg, shape: Tuple[int, int] = None) -> Dict[str, Any]:
     for detectors, whose head cost depends on how many proposals survive the RPN's NMS; the
     random weights and input are seeded so that the count is repeatable.
     """
-    from ..utils.build import build_model_from_cfg
+    from ..apis.build import build_model_from_cfg
     torch.manual_seed(0)
     model, scope = build_model_from_cfg(cfg)
     model.eval()

@@ -10,7 +10,7 @@ from typing import Dict, List, Sequence, Tuple
 import numpy as np
 import torch
 
-from ..models.attention.sg_attention import merge_bounds
+from ..attention.sg import merge_bounds
 
 __all__ = ['collect_significance', 'token_budget', 'overlay', 'IMAGENET_MEAN', 'IMAGENET_STD']
 

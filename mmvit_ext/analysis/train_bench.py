@@ -83,7 +83,7 @@ def run_case(case):
     from mmengine.runner import Runner
 
     import mmvit_ext  # noqa: F401  (registers models and the hook)
-    from ..utils.runner_setup import resolve_config_path
+    from ..apis.config_path import resolve_config_path
     cfg = Config.fromfile(resolve_config_path(case['config']))
     with tempfile.TemporaryDirectory() as work_dir:
         out_file = osp.join(work_dir, 'steps.json')

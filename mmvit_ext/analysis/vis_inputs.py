@@ -28,7 +28,7 @@ def build_vis_backbone(type_name: str, config: Optional[str], arch, checkpoint: 
     """A ``type_name`` backbone with only its last output: from ``config``'s model (or
     model.backbone), else from ``arch``; weights from ``checkpoint`` (any form the backbone's
     ``init_cfg`` accepts) or random. Raises ``ValueError`` if the config holds another backbone."""
-    from mmvit_ext.registry import MODELS
+    from mmvit_ext.models.registry import MODELS
     if config:
         from mmengine.config import Config
         cfg = Config.fromfile(config).model

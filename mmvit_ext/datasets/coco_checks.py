@@ -14,10 +14,12 @@ from typing import List, Optional
 
 from mmengine.logging import print_log
 
+from ..errors import Refusal
+
 __all__ = ['CocoAnnotationError', 'segmentation_problem', 'CheckedCocoDataset']
 
 
-class CocoAnnotationError(ValueError):
+class CocoAnnotationError(Refusal, ValueError):
     """A COCO annotation file that cannot train the configured model."""
 
 

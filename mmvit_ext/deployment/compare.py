@@ -15,9 +15,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .rewrites import export_rewrites
+from .rewriter import exporting
 
-__all__ = ['PERTURBATION', 'NEAR_TIE', 'as_tuple', 'max_relative_differences', 'routes',
+__all__ = ['PERTURBATION', 'NEAR_TIE', 'as_tuple', 'as_numpy', 'max_relative_differences',
            'self_drift', 'near_tie', 'match_detections', 'label_agreement', 'BOX_IOU',
            'SCORE_GAP', 'MASK_IOU', 'LABEL_AGREEMENT']
 
@@ -30,7 +30,7 @@ def as_tuple(outputs) -> tuple:
     return tuple(outputs) if isinstance(outputs, (tuple, list)) else (outputs, )
 
 
-def _as_numpy(t):
+def as_numpy(t):
     """A tensor (any device) or an onnxruntime array as a numpy array."""
     return t.detach().cpu().numpy() if torch.is_tensor(t) else np.asarray(t)
 
@@ -40,7 +40,7 @@ def max_relative_differences(got, ref) -> list:
     NMS kept another number of proposals)."""
     diffs = []
     for g, r in zip(got, ref):
-        g, r = _as_numpy(g), _as_numpy(r)
+        g, r = as_numpy(g), as_numpy(r)
         if g.shape != r.shape:
             diffs.append(float('inf'))
         elif r.size:
@@ -50,31 +50,22 @@ def max_relative_differences(got, ref) -> list:
     return diffs
 
 
-def routes(module: nn.Module) -> bool:
-    """Whether discrete choices decide ``module``'s outputs (a module from :func:`mmvit_ext.deployment.exportable`):
-    a detector (top-k, NMS), or a backbone whose ``routes_tokens`` says so (SG-Former, DGT)."""
-    model = getattr(module, 'model', module)
-    backbone = getattr(model, 'backbone', model)
-    return getattr(module, 'kind', '') == 'detector' or getattr(backbone, 'routes_tokens', False)
-
-
 def self_drift(module: nn.Module, x: torch.Tensor, ref) -> float:
     """How far ``module``'s own outputs (``ref`` at ``x``) move under rounding-size changes: the
     input moved by a few float roundings (:data:`PROBES` seeded perturbations of
     :data:`PERTURBATION`), and eager run with the plain forms that tracers and exporters see
-    (:func:`mmvit_ext.models.ops.plain_forms`: the same values in another summation order). Above
+    (``exporting('eager')``: the same values in another summation order). Above
     :data:`NEAR_TIE` the input sits at a routing near-tie (a sort, top-k, k-means or NMS decided
     by rounding), where any other runtime or summation order may decide differently. (The plain
     forms catch ties the input probes miss: two RPN anchors of a flat image region whose scores
     differ in the 7th digit moved together under every input probe, and swapped places in the
-    exported program.) The plain forms count only for a module that routes (:func:`routes`):
+    exported program.) The plain forms count only for a module that routes (``Task.routes``):
     elsewhere a difference between the two forms is a bug, not a tie."""
-    from mmvit_ext.models.ops import plain_forms
     drift = 0.
-    for seed in range(0 if routes(module) else 1, PROBES + 1):
+    for seed in range(0 if module.task.routes(module) else 1, PROBES + 1):
         with torch.no_grad():
             if seed == 0:
-                with plain_forms(), export_rewrites(None):
+                with exporting('eager'):
                     moved = as_tuple(module(x))
             else:
                 noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed)).to(x)
@@ -117,9 +108,9 @@ def _instances(result) -> Dict[str, np.ndarray]:
     """bboxes / scores / labels / masks of a DetDataSample, InstanceData or dict, as numpy."""
     inst = getattr(result, 'pred_instances', result)
     get = inst.get if isinstance(inst, dict) else lambda k, d=None: getattr(inst, k, d)
-    out = {k: _as_numpy(get(k)) for k in ('bboxes', 'scores', 'labels')}
+    out = {k: as_numpy(get(k)) for k in ('bboxes', 'scores', 'labels')}
     masks = get('masks', None)
-    out['masks'] = None if masks is None else _as_numpy(masks).astype(bool)
+    out['masks'] = None if masks is None else as_numpy(masks).astype(bool)
     return out
 
 
@@ -173,5 +164,5 @@ def match_detections(got, ref, score_thr: float, max_per_img: int) -> dict:
 
 def label_agreement(got, ref) -> float:
     """Share of pixels with the same label (1.0: identical maps; 0.0 where the sizes differ)."""
-    g, r = _as_numpy(got).squeeze(), _as_numpy(ref).squeeze()
+    g, r = as_numpy(got).squeeze(), as_numpy(ref).squeeze()
     return float((g == r).mean()) if g.shape == r.shape else 0.

@@ -20,14 +20,14 @@ import math
 import re
 from typing import Any, Dict, List
 
+from ..errors import Refusal
+from .tasks import TASKS
+
 __all__ = ['METADATA_KEY', 'ModelFileError', 'read_metadata', 'check_metadata',
-           'build_test_pipeline', 'SCOPES']
+           'build_test_pipeline']
 
 METADATA_KEY = 'mmvit_ext'
 
-#: the kind of model -> the framework scopes its pipeline may come from
-SCOPES = {'detector': ('mmdet', ), 'segmentor': ('mmseg', ), 'classifier': ('mmpretrain', ),
-          'backbone': ('mmdet', 'mmseg', 'mmpretrain')}
 #: scopes a step's type may name explicitly (``mmdet.PackDetInputs``); each is a package that
 #: registers transforms, looked up in the registry tree, never imported by this name
 _TYPE_SCOPES = ('mmengine', 'mmcv', 'mmdet', 'mmseg', 'mmpretrain')
@@ -43,7 +43,7 @@ MAX_CLASSES = 100000
 MAX_CLASS_NAME = 256
 
 
-class ModelFileError(ValueError):
+class ModelFileError(Refusal, ValueError):
     """An exported file whose metadata is not what ``export_onnx.py`` writes."""
 
 
@@ -120,17 +120,6 @@ def _check_classes(meta: dict, source: str) -> None:
         raise _fail(source, 'palette must be a list of [r, g, b] colours with values 0-255')
 
 
-def _check_detector_fields(meta: dict, source: str) -> None:
-    for key in ('mask_thr_binary', 'score_thr'):
-        value = meta.get(key, 0.5)
-        if not _is_number(value) or not 0 <= value <= 1:
-            raise _fail(source, f'{key} must be a number in [0, 1], got {str(value)[:40]!r}')
-    limit = meta.get('max_per_img', 100)
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit <= 100000:
-        raise _fail(source, f'max_per_img must be a whole number in 1..100000, got '
-                    f'{str(limit)[:40]!r}')
-
-
 _FIELDS = ('kind', 'scope', 'input', 'family', 'test_pipeline', 'classes', 'palette',
            'mask_thr_binary', 'score_thr', 'max_per_img')
 
@@ -144,13 +133,14 @@ def check_metadata(meta: Any, source: str = 'the file') -> Dict:
     if unknown:
         raise _fail(source, f'unknown fields {unknown[:5]}; the fields are {list(_FIELDS)}')
     kind = meta.get('kind')
-    if kind not in SCOPES:
-        raise _fail(source, f'kind is {str(kind)[:40]!r}, not one of {sorted(SCOPES)}')
-    if meta.get('scope') not in SCOPES[kind]:
+    if not isinstance(kind, str) or kind not in TASKS:
+        raise _fail(source, f'kind is {str(kind)[:40]!r}, not one of {sorted(TASKS)}')
+    task = TASKS[kind]
+    if meta.get('scope') not in task.file_scopes:
         raise _fail(source, f'scope is {str(meta.get("scope"))[:40]!r}; a {kind} export has '
-                    f'the scope {" or ".join(SCOPES[kind])}')
-    if meta.get('input', 'pixels') not in ('pixels', 'normalised'):
-        raise _fail(source, "input must be 'pixels' or 'normalised'")
+                    f'the scope {" or ".join(task.file_scopes)}')
+    if meta.get('input', task.input_kind) != task.input_kind:
+        raise _fail(source, f'input must be {task.input_kind!r} for a {kind} export')
     family = meta.get('family', '')
     if not isinstance(family, str) or not re.fullmatch(r'[A-Za-z0-9_\-]{0,64}', family):
         raise _fail(source, 'family must be a class name')
@@ -160,8 +150,9 @@ def check_metadata(meta: Any, source: str = 'the file') -> Dict:
     for i, step in enumerate(steps):
         _check_step(step, f'test_pipeline[{i}]', 0, source)
     _check_classes(meta, source)
-    if kind == 'detector':
-        _check_detector_fields(meta, source)
+    problem = task.check_file_fields(meta)
+    if problem:
+        raise _fail(source, problem)
     return meta
 
 

@@ -5,7 +5,7 @@
 constructor and the step-timer hook."""
 from .checkpoint_hook import SafeCheckpointHook
 from .ema import SavedEMAHook
-from .guards import NonFiniteLossError, NonFiniteStateError
+from .errors import NonFiniteLossError, NonFiniteStateError
 from .hooks import StepTimerHook
 from .layer_decay import LayerDecayOptimWrapperConstructor
 from .loops import GuardedEpochBasedTrainLoop, GuardedIterBasedTrainLoop

@@ -6,14 +6,13 @@ new checkpoint is written first (atomically, by ``GuardedRunner``), then ``last_
 replaced (also atomically), and only then are checkpoints beyond ``max_keep_ckpts`` deleted.
 Selected with ``default_hooks.checkpoint.type`` (the project's configs do).
 """
-import os
 import os.path as osp
 
 from mmengine.dist import is_main_process
 from mmengine.hooks import CheckpointHook
 from mmengine.registry import HOOKS
 
-from .guards import atomic_replace
+from ..utils.atomic import atomic_write
 
 __all__ = ['SafeCheckpointHook']
 
@@ -45,10 +44,9 @@ class SafeCheckpointHook(CheckpointHook):
         if not is_main_process():
             return
         pointer = osp.join(runner.work_dir, 'last_checkpoint')
-        tmp = f'{pointer}.{os.getpid()}.tmp'
-        with open(tmp, 'w') as f:
-            f.write(self.last_ckpt)
-        atomic_replace(tmp, pointer)
+        with atomic_write(pointer) as tmp:
+            with open(tmp, 'w') as f:
+                f.write(self.last_ckpt)
         for old in outdated:  # only now that the new checkpoint is complete
             path = self.file_backend.join_path(self.out_dir, self.filename_tmpl.format(old))
             if self.file_backend.isfile(path):

@@ -24,7 +24,7 @@ from mmengine.dist import get_world_size
 from mmengine.registry import LOOPS
 from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
 
-from .guards import ResumeError
+from .errors import ResumeError
 
 __all__ = ['GuardedEpochBasedTrainLoop', 'GuardedIterBasedTrainLoop', 'data_signature']
 

@@ -16,7 +16,7 @@ from mmengine.logging import MessageHub, print_log
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
 from mmengine.registry import OPTIM_WRAPPERS
 
-from .guards import NonFiniteStateError
+from .errors import NonFiniteStateError
 
 __all__ = ['FiniteOptimWrapper', 'FiniteAmpOptimWrapper']
 

@@ -1,7 +1,11 @@
 """``GuardedRunner``: mmengine's Runner, strict where it is silent. Selected with
-``runner_type = 'GuardedRunner'`` (the project's configs do, in ``configs/_base_/guards.py``);
-each guard is a key of the config's ``guards`` dict and can be switched off there, and
-``runner_type = 'Runner'`` switches them all off.
+``runner_type = 'GuardedRunner'`` (the project's configs inherit it from
+``configs/_base_/guards.py``); each guard is a key of the config's ``guards`` dict and can be
+switched off there (``guards = dict(work_dir_lock=False)``), and ``runner_type = 'Runner'``
+switches them all off. The component guards (``resume_position``, ``finite_steps``,
+``safe_checkpoints``, ``checked_coco``) select the guarded loops, optimizer wrappers, checkpoint
+hook and COCO dataset in place of the plain ones (:mod:`.guarded_components`); the others are
+this runner's own:
 
 * ``checkpoint_fit``: a checkpoint that does not fit is refused, naming the file, the keys and,
   for our backbones, what it holds ("holds a DGT-T backbone; the config builds DilateFormer-S").
@@ -22,25 +26,42 @@ each guard is a key of the config's ``guards`` dict and can be switched off ther
 The resume position inside an epoch is the train loop's (``GuardedEpochBasedTrainLoop``): this
 runner stores it in each checkpoint's meta and hands it back on resume.
 """
-import os
+import copy
 import os.path as osp
 from typing import Dict
 
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from .guards import (PARTIAL_LOAD_SWITCH, NonFiniteStateError,
-                     _unwrap, atomic_replace, check_checkpoint_fits, disk_full_error,
-                     find_resumable_checkpoint, is_disk_full, nonfinite_optimizer_state,
-                     on_disk_summary, work_dir_lock)
-from ..checkpoint import nonfinite_tensors
-from ..utils.checkfile import check_readable
+from ..checkpoints import (PARTIAL_LOAD_SWITCH, check_checkpoint_fits, check_readable,
+                           nonfinite_optimizer_state, nonfinite_tensors, unwrap_model)
+from ..errors import ConfigValueError
+from ..utils.atomic import atomic_write
+from .errors import NonFiniteStateError
+from .guarded_components import COMPONENT_GUARDS, select_guarded_components
+from .work_dir import (disk_full_error, find_resumable_checkpoint, is_disk_full,
+                       on_disk_summary, work_dir_lock)
 
 __all__ = ['GuardedRunner', 'DEFAULT_GUARDS']
 
 DEFAULT_GUARDS: Dict[str, bool] = dict(checkpoint_fit=True, resume_search=True,
-                                       finite_state=True, atomic_save=True, work_dir_lock=True)
+                                       finite_state=True, atomic_save=True, work_dir_lock=True,
+                                       **{name: True for name in COMPONENT_GUARDS})
 POSITION_KEY = 'mmvit_position'
+
+
+def configured_guards(cfg) -> Dict[str, bool]:
+    """The config's ``guards`` over :data:`DEFAULT_GUARDS`, each checked to be a known guard
+    set to True or False."""
+    configured = dict(cfg.get('guards') or {})
+    unknown = sorted(set(configured) - set(DEFAULT_GUARDS))
+    if unknown:
+        raise ConfigValueError(f'guards: unknown key(s) {unknown}; the guards are '
+                               f'{sorted(DEFAULT_GUARDS)} (True or False each)')
+    bad = {k: v for k, v in configured.items() if not isinstance(v, bool)}
+    if bad:
+        raise ConfigValueError(f'guards: {bad} must be True or False')
+    return {**DEFAULT_GUARDS, **configured}
 
 
 def _is_url(name: str) -> bool:
@@ -51,15 +72,15 @@ def _is_url(name: str) -> bool:
 class GuardedRunner(Runner):
     """mmengine's ``Runner`` with the guards above (config: ``guards = dict(name=bool)``)."""
 
+    @classmethod
+    def from_cfg(cls, cfg) -> 'GuardedRunner':
+        cfg = copy.deepcopy(cfg)
+        select_guarded_components(cfg, configured_guards(cfg))
+        return super().from_cfg(cfg)
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        configured = dict((self.cfg or {}).get('guards') or {})
-        unknown = sorted(set(configured) - set(DEFAULT_GUARDS))
-        if unknown:
-            from ..utils.errors import ConfigValueError
-            raise ConfigValueError(f'guards: unknown key(s) {unknown}; the guards are '
-                                   f'{sorted(DEFAULT_GUARDS)} (True or False each)')
-        self.guards = {**DEFAULT_GUARDS, **configured}
+        self.guards = configured_guards(self.cfg or {})
         self._load_mode = 'finetune'
         self._resumed_position = None
 
@@ -100,7 +121,7 @@ class GuardedRunner(Runner):
         fitting = check_checkpoint_fits(self.model, checkpoint, filename,
                                         'strict' if strict else mode, revise_keys)
         checkpoint = dict(checkpoint, state_dict=fitting)
-        checkpoint = _load_checkpoint_to_model(_unwrap(self.model), checkpoint, strict,
+        checkpoint = _load_checkpoint_to_model(unwrap_model(self.model), checkpoint, strict,
                                                revise_keys=revise_keys)
         self._has_loaded = True
         self.logger.info(f'Load checkpoint from {filename}')
@@ -144,7 +165,7 @@ class GuardedRunner(Runner):
         built = super().build_optim_wrapper(optim_wrapper)
         watch = getattr(built, 'watch_losses', None)  # FiniteOptimWrapper: name the loss terms
         if callable(watch):
-            watch(_unwrap(self.model))
+            watch(unwrap_model(self.model))
         return built
 
     def train(self):
@@ -179,25 +200,17 @@ class GuardedRunner(Runner):
         if not (self.guards['atomic_save'] and local):
             return super().save_checkpoint(out_dir, filename, file_client_args, save_optimizer,
                                            save_param_scheduler, meta, by_epoch, backend_args)
-        tmp_name = f'.{filename}.{os.getpid()}.tmp'
-        tmp = osp.join(out_dir, tmp_name)
         try:
-            super().save_checkpoint(out_dir, tmp_name, None, save_optimizer,
-                                    save_param_scheduler, meta, by_epoch, None)
-            atomic_replace(tmp, final)
+            with atomic_write(final) as tmp:  # mmengine saves under the temporary name
+                super().save_checkpoint(out_dir, osp.basename(tmp), None, save_optimizer,
+                                        save_param_scheduler, meta, by_epoch, None)
         except OSError as e:
-            if osp.lexists(tmp):
-                os.remove(tmp)
             if is_disk_full(e):
                 raise disk_full_error(final, e) from e
             raise
-        except BaseException:
-            if osp.lexists(tmp):
-                os.remove(tmp)
-            raise
 
     def _check_finite_before_save(self, path: str, save_optimizer: bool) -> None:
-        weights = nonfinite_tensors(_unwrap(self.model).state_dict())
+        weights = nonfinite_tensors(unwrap_model(self.model).state_dict())
         state = nonfinite_optimizer_state(self.optim_wrapper.state_dict()) \
             if save_optimizer and hasattr(self.optim_wrapper, 'state_dict') else []
         if weights or state:

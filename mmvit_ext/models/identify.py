@@ -1,9 +1,10 @@
 """Which backbone a state dict holds, and which one a model builds, in words.
 
-Used by the checkpoint checks: a checkpoint of another family or variant is reported as such
-("holds a DGT-T backbone; the config builds DilateFormer-S") rather than as a list of keys.
-Every zoo variant's key/shape signature comes from building it on the 'meta' device (no
-memory, a few ms), once per process.
+Used by the checkpoint checks (through :meth:`PyramidBackbone.identify_weights`): a checkpoint of
+another family or variant is reported as such ("holds a DGT-T backbone; the config builds
+DilateFormer-S") rather than as a list of keys. Every zoo variant's key/shape signature comes
+from building it on the 'meta' device (no memory, a few ms), once per process. The families are
+looked up in the registry by name, so this module imports no backbone.
 """
 import functools
 import re
@@ -12,7 +13,10 @@ from typing import Dict, Mapping, Optional, Tuple
 import torch
 import torch.nn as nn
 
-__all__ = ['identify_backbone', 'describe_backbone_module', 'backbone_state_dict']
+from ..checkpoints import backbone_part, unwrap_model
+from .registry import MODELS
+
+__all__ = ['identify_backbone', 'describe_backbone', 'describe_backbone_module', 'DISPLAY']
 
 # family class -> (display name, {zoo arch: variant suffix})
 DISPLAY = {
@@ -25,15 +29,10 @@ DISPLAY = {
 _OUTPUT_NORM = re.compile(r'^norm\d\.')
 
 
-def _families() -> Dict[str, type]:
-    from .backbones import DGT, DilateFormer, QnAViT, SGFormer
-    return dict(DilateFormer=DilateFormer, SGFormer=SGFormer, QnAViT=QnAViT, DGT=DGT)
-
-
 @functools.lru_cache(maxsize=None)
 def _variant_shapes(family: str, arch: str) -> Dict[str, Tuple[int, ...]]:
     with torch.device('meta'):
-        model = _families()[family](arch=arch)
+        model = MODELS.get(family)(arch=arch)
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
@@ -47,19 +46,10 @@ def _family_patterns(family: str) -> frozenset:
                      for k in _variant_shapes(family, arch))
 
 
-def backbone_state_dict(state_dict: Mapping) -> Dict:
-    """The backbone part of a checkpoint's weights: ``backbone.*`` keys stripped of the prefix
-    (detector / segmentor / classifier files), else the dict itself; ``module.`` removed."""
-    weights = {(k[7:] if k.startswith('module.') else k): v for k, v in state_dict.items()}
-    if any(k.startswith('backbone.') for k in weights):
-        return {k[9:]: v for k, v in weights.items() if k.startswith('backbone.')}
-    return weights
-
-
 def identify_backbone(state_dict: Mapping) -> Optional[str]:
     """'DGT-T', 'SG-Former-S', 'a DilateFormer backbone of a custom arch', 'an mmdet
     SwinTransformer backbone' ... or None when the keys look like none of them."""
-    sd = {k: v for k, v in backbone_state_dict(state_dict).items() if torch.is_tensor(v)}
+    sd = {k: v for k, v in backbone_part(state_dict).items() if torch.is_tensor(v)}
     if not sd:
         return None
     if any('.attn.w_msa.' in k for k in sd):
@@ -81,15 +71,20 @@ def identify_backbone(state_dict: Mapping) -> Optional[str]:
     return f'a {name} backbone of a custom arch'
 
 
-def describe_backbone_module(model: nn.Module) -> Optional[str]:
-    """The backbone a built model holds ('DilateFormer-S', 'DGT (custom arch)', or the class
-    name of a backbone that is not ours); None when there is no backbone."""
-    while hasattr(model, 'module') and isinstance(model.module, nn.Module):
-        model = model.module  # DDP and TTA wrappers
-    backbone = getattr(model, 'backbone', model)
+def describe_backbone(backbone: nn.Module) -> str:
+    """'DilateFormer-S', 'DGT (custom arch)', or the class name of a backbone not ours."""
     family = type(backbone).__name__
     if family not in DISPLAY:
-        return family if backbone is not model else None
+        return family
     name, variants = DISPLAY[family]
     arch = getattr(backbone, 'arch_name', 'custom')
     return f'{name}-{variants[arch]}' if arch in variants else f'{name} (custom arch)'
+
+
+def describe_backbone_module(model: nn.Module) -> Optional[str]:
+    """The backbone a built model holds, in words; None when there is no backbone."""
+    model = unwrap_model(model)
+    backbone = getattr(model, 'backbone', model)
+    if type(backbone).__name__ not in DISPLAY and backbone is model:
+        return None
+    return describe_backbone(backbone)

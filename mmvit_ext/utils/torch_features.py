@@ -10,10 +10,12 @@ from typing import Dict, Tuple
 
 import torch
 
+from ..errors import Refusal
+
 __all__ = ['UnsupportedTorchError', 'FEATURES', 'require', 'torch_version']
 
 
-class UnsupportedTorchError(RuntimeError):
+class UnsupportedTorchError(Refusal, RuntimeError):
     """A feature that this torch is too old for."""
 
 

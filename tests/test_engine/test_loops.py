@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from mmvit_ext.engine.guards import ResumeError
+from mmvit_ext.engine.errors import ResumeError
 
 from .toy import RecordImageIds, build_runner, toy_config
 

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from mmvit_ext.utils.safe_load import safe_torch_load
+from mmvit_ext.checkpoints import safe_torch_load
 
 from ..conftest import REPO
 from .toy import build_runner, toy_config

@@ -8,10 +8,9 @@ import subprocess
 import pytest
 import torch
 
-from mmvit_ext.checkpoint import CheckpointMismatchError
-from mmvit_ext.engine.guards import (CheckpointSaveError, NonFiniteStateError, WorkDirLockedError,
-                                     work_dir_lock)
-from mmvit_ext.utils.safe_load import safe_torch_load
+from mmvit_ext.checkpoints import CheckpointMismatchError, safe_torch_load
+from mmvit_ext.engine.errors import CheckpointSaveError, NonFiniteStateError, WorkDirLockedError
+from mmvit_ext.engine.work_dir import work_dir_lock
 
 from .toy import RecordImageIds, build_runner, toy_config
 
@@ -208,7 +207,7 @@ def test_a_second_run_in_the_same_work_dir_is_refused(coco, tmp_path):
 
 
 def test_a_crashed_runs_lock_does_not_block(coco, tmp_path):
-    code = ('import sys, os; sys.path.insert(0, %r); from mmvit_ext.engine.guards import '
+    code = ('import sys, os; sys.path.insert(0, %r); from mmvit_ext.engine.work_dir import '
             'work_dir_lock\nwith work_dir_lock(%r): os._exit(3)' % (osp.dirname(osp.dirname(
                 osp.dirname(osp.abspath(__file__)))), str(tmp_path)))
     import sys
@@ -227,3 +226,45 @@ def test_resume_of_another_model_is_refused_even_with_allow_partial_load(coco, t
     with pytest.raises(CheckpointMismatchError, match=r'does not fit .*A resumed run must continue '
                        'the same model'):
         build_runner(cfg, resume=True).train()
+
+
+def test_the_guards_fragment_selects_each_guarded_component_and_each_switches_off_in_one_line():
+    """configs/_base_/guards.py, inherited by every config: GuardedRunner puts the guarded loop,
+    optimizer wrapper, checkpoint hook and COCO dataset in place of the plain ones (through
+    dataset wrappers too); `guards = dict(NAME=False)` keeps the plain one; an unknown guard or a
+    value that is not a bool is refused."""
+    import copy
+
+    from mmengine.config import Config
+
+    from mmvit_ext.engine.guarded_components import select_guarded_components
+    from mmvit_ext.engine.runner import configured_guards
+    from mmvit_ext.errors import ConfigValueError
+
+    from ..conftest import REPO
+
+    def chosen(cfg):
+        cfg = copy.deepcopy(cfg)
+        select_guarded_components(cfg, configured_guards(cfg))
+        dataset = cfg.train_dataloader.dataset
+        while 'dataset' in dataset:
+            dataset = dataset.dataset
+        return (cfg.train_cfg.type, cfg.optim_wrapper.type, cfg.default_hooks.checkpoint.type,
+                dataset.type)
+
+    cfg = Config.fromfile(osp.join(REPO, 'configs/dilateformer/'
+                                         'mask-rcnn_dilateformer-t_fpn_ms-crop-3x_coco.py'))
+    assert cfg.runner_type == 'GuardedRunner'
+    assert chosen(cfg) == ('GuardedEpochBasedTrainLoop', 'FiniteOptimWrapper',
+                           'SafeCheckpointHook', 'CheckedCocoDataset')
+    for guard, position, plain in (('resume_position', 0, 'EpochBasedTrainLoop'),
+                                   ('finite_steps', 1, 'OptimWrapper'),
+                                   ('safe_checkpoints', 2, 'CheckpointHook'),
+                                   ('checked_coco', 3, 'CocoDataset')):
+        off = copy.deepcopy(cfg)
+        off.merge_from_dict({f'guards.{guard}': False})  # what --cfg-options does
+        assert chosen(off)[position] == plain, guard
+    for bad, message in ((dict(atomic_sav=False), r"unknown key\(s\) \['atomic_sav'\]"),
+                         (dict(work_dir_lock='no'), 'must be True or False')):
+        with pytest.raises(ConfigValueError, match=message):
+            configured_guards(dict(guards=bad))

@@ -53,7 +53,7 @@ def test_every_variant_has_its_configs():
 def test_variant_runs_odd_sizes_and_a_detector_loss_step(name):
     from mmdet.testing import demo_mm_inputs
 
-    from mmvit_ext.utils.build import build_model_from_cfg
+    from mmvit_ext.apis import build_model_from_cfg
     arch = _tiny(name)
     torch.manual_seed(0)
     backbone = AttentionPyramid(arch, drop_path_rate=0.).eval()

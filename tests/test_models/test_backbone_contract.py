@@ -4,7 +4,7 @@ part of a detector checkpoint, and clear errors for bad ``out_indices`` and inpu
 import pytest
 import torch
 
-from mmvit_ext.checkpoint import CheckpointMismatchError
+from mmvit_ext.checkpoints import CheckpointMismatchError
 from mmvit_ext.models.backbones import AttentionPyramid, DGT, DilateFormer, QnAViT, SGFormer
 
 SMALL = {  # narrow variants, quick on CPU

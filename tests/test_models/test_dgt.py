@@ -4,7 +4,7 @@ import torch
 import torch.nn as nn
 
 from mmvit_ext.analysis import count_flops
-from mmvit_ext.models.attention.dg_attention import DynamicGroupAttention
+from mmvit_ext.attention import DynamicGroupAttention
 from mmvit_ext.models.backbones import DGT
 
 SWIN_GMACS = {'tiny': 4.5, 'small': 8.7, 'base': 15.4}  # Swin-T/S/B at 224, what DGT is sized to
@@ -135,7 +135,7 @@ def test_scratch_init_and_pretrained_loading(tmp_path):
     m2.init_weights()
     for (k, a), b in zip(m.state_dict().items(), m2.state_dict().values()):
         assert torch.equal(a, b), k
-    from mmvit_ext.checkpoint import CheckpointMismatchError
+    from mmvit_ext.checkpoints import CheckpointMismatchError
     with pytest.raises(CheckpointMismatchError, match='shape mismatches'):
         DGT(dict(TINY, embed_dims=(16, 32, 64, 256)),
             init_cfg=dict(type='Pretrained', checkpoint=str(path))).init_weights()

@@ -3,7 +3,8 @@ import torch
 import torch.nn as nn
 
 from mmvit_ext.analysis import count_flops
-from mmvit_ext.models.attention import GlobalAttention, global_attention_reference
+from mmvit_ext.attention import GlobalAttention
+from mmvit_ext.attention.global_attention import global_attention_reference
 from mmvit_ext.models.backbones import DilateFormer
 
 OFFICIAL = {  # params of the ImageNet classifier, GMACs at 224 (fvcore) -- spec section 3

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from mmvit_ext.checkpoint import CheckpointMismatchError
+from mmvit_ext.checkpoints import CheckpointMismatchError
 from mmvit_ext.models.backbones import DilateFormer
 from mmvit_ext.models.converters import (convert_dilateformer, infer_dilateformer_arch,
                                          load_official_dilateformer)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmvit_ext.checkpoint import CheckpointMismatchError, check_state_dict
+from mmvit_ext.checkpoints import CheckpointMismatchError, check_state_dict
 from mmvit_ext.models.backbones import QnAViT
 from mmvit_ext.models.converters.flax_msgpack import read_flax_msgpack
 from mmvit_ext.models.converters.qna import convert_qna, load_official_qna
@@ -166,7 +166,7 @@ def test_converted_classifier_loads_into_the_imagenet_config_and_gives_official_
 
     from mmengine.config import Config
 
-    from mmvit_ext.utils.build import build_model_from_cfg
+    from mmvit_ext.apis import build_model_from_cfg
 
     from ..conftest import REPO, run_env
     tree = qna_official_params('tiny', seed=11)

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from mmvit_ext.checkpoint import CheckpointMismatchError
+from mmvit_ext.checkpoints import CheckpointMismatchError
 from mmvit_ext.models.backbones import SGFormer
 from mmvit_ext.models.converters import (convert_sgformer, infer_sgformer_arch,
                                          load_official_sgformer)
@@ -29,7 +29,7 @@ def test_official_layout_has_spec_key_counts_and_converts_to_every_key(arch, num
     assert set(converted) == set(own)
     for k, v in converted.items():
         assert v.shape == own[k].shape, k
-    inferred = infer_sgformer_arch(converted)
+    inferred = infer_sgformer_arch(converted, SGFormer.arch_zoo.values())
     assert tuple(inferred['depths']) == model.depths
     assert tuple(inferred['num_heads']) == model.num_heads
 
@@ -149,7 +149,7 @@ def test_kv_projections_are_mapped_by_block_parity():
     # a G-only name in an H block is not silently mapped: it stays and the strict check names it
     bad = dict(official)
     bad['block1.0.attn.f1.weight'] = torch.zeros(1, 196)
-    from mmvit_ext.checkpoint import check_state_dict
+    from mmvit_ext.checkpoints import check_state_dict
     with pytest.raises(CheckpointMismatchError, match=r'stages\.0\.0\.attn\.f1\.weight'):
         check_state_dict(SGFormer(NARROW_ARCH), {k: v for k, v in convert_sgformer(bad).items()
                                                  if not k.startswith('head.')})

@@ -97,7 +97,7 @@ def test_training_benchmark_runs_the_training_path_next_to_mmdet_swin(tmp_path):
 def test_token_budget_follows_the_merge_groups():
     import torch
     from mmvit_ext.analysis.significance import token_budget
-    from mmvit_ext.models.attention.sg_attention import DEFAULT_MERGE_GROUPS
+    from mmvit_ext.attention.sg import DEFAULT_MERGE_GROUPS
     sig = torch.rand(2, 56, 56)
     budget = token_budget(sig, DEFAULT_MERGE_GROUPS[0])
     for b in range(2):

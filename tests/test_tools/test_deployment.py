@@ -116,8 +116,7 @@ def test_trained_rpn_reaches_the_logits_onnxruntime_rounds_to_zero(trained_check
     from onnx import TensorProto, helper
 
     from mmvit_ext.deployment import (build_for_export, example_image, exportable,
-                                      module_input)
-    from mmvit_ext.deployment.export import resized
+                                      module_input, resized)
     config = DEMOS['DilateFormer']
     _, model, scope = build_for_export(config, trained_checkpoint(config))
     module = exportable(model, scope)
@@ -166,8 +165,7 @@ def _random_weights_boxes_match(config, shapes, tmp_path, exporter='torchscript'
 
     from mmvit_ext.deployment import (detections_to_sample, example_image, export_metadata,
                                       export_onnx, exportable, match_detections, module_input,
-                                      reference_sample)
-    from mmvit_ext.deployment.export import resized
+                                      resized)
     model, scope = _build(config)
     if score_thr is not None:
         model.roi_head.test_cfg.score_thr = score_thr
@@ -184,7 +182,7 @@ def _random_weights_boxes_match(config, shapes, tmp_path, exporter='torchscript'
         meta = dict(img_shape=shape, ori_shape=image.shape[:2],
                     scale_factor=(shape[1] / image.shape[1], shape[0] / image.shape[0]))
         dets, labels, _ = session.run(None, {'input': module_input(module, pixels).numpy()})
-        ref = reference_sample(model, 'detector', pixels, meta)
+        ref = module.task.reference_sample(model, pixels, meta)
         del ref.pred_instances.masks
         m = match_detections(detections_to_sample(dets, labels, None, meta), ref,
                              module.test_cfg.score_thr, module.test_cfg.max_per_img)
@@ -206,8 +204,7 @@ def _export_in_process(config, checkpoint, out, shape=(128, 160), **kwargs):
     from mmengine.config import Config
 
     from mmvit_ext.deployment import (build_for_export, example_image, export_metadata,
-                                      export_onnx, exportable, module_input)
-    from mmvit_ext.deployment.export import resized
+                                      export_onnx, exportable, module_input, resized)
     cfg, model, scope = build_for_export(config, checkpoint)
     module = exportable(model, scope, **kwargs)
     x = module_input(module, resized(example_image(), shape))
@@ -299,7 +296,8 @@ def test_routing_near_tie_is_measured_and_said(tmp_path):
 
 @pytest.mark.slow  # ~100 s on 2 cores; the dynamo exporter is also run on backbones by default
 def test_end_to_end_detector_through_the_dynamo_exporter(trained_checkpoint, tmp_path):
-    """NMS and RoIAlign as torch operators (mmvit_ext.deployment.ops) with ONNX translations:
+    """NMS and RoIAlign as torch operators (mmvit_ext.deployment.nms_roi_align) with ONNX
+    translations:
     the whole trained detector goes through torch.export with free height and width, then to
     ONNX (opset 18), and its detections match mmdet's at three sizes (~70 s)."""
     config = DEMOS['DilateFormer']
@@ -330,7 +328,7 @@ def test_custom_operators_equal_mmcv():
     from mmcv.ops import nms as mmcv_nms
     from mmcv.ops import roi_align as mmcv_roi_align
 
-    from mmvit_ext.deployment import ops as deploy_ops
+    from mmvit_ext.deployment import nms_roi_align as deploy_ops
     g = torch.Generator().manual_seed(0)
     xy = torch.rand(200, 2, generator=g) * 80
     boxes = torch.cat([xy, xy + 5 + torch.rand(200, 2, generator=g) * 30], 1)
@@ -379,7 +377,8 @@ def test_unsupported_requests_are_refused(tmp_path):
     entry.key, entry.value = 'mmvit_ext', '{"kind": "detector", "scope": "mmdet"}'
     (tmp_path / 'custom.onnx').write_bytes(model.SerializeToString())
     from mmvit_ext.deployment import OnnxModel
-    with pytest.raises(RuntimeError, match=r'onnxruntime cannot load .*custom.onnx: '):
+    from mmvit_ext.deployment import ModelFileError
+    with pytest.raises(ModelFileError, match=r'onnxruntime cannot load .*custom.onnx: '):
         OnnxModel(str(tmp_path / 'custom.onnx'))
     identity = helper.make_model(helper.make_graph(
         [helper.make_node('Identity', ['x'], ['y'])], 'g',
@@ -394,15 +393,14 @@ def test_unsupported_requests_are_refused(tmp_path):
                            str(tmp_path / 'plain.onnx'), str(tmp_path / 'img.png')],
                           cwd=REPO, env=run_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1 and 'Traceback' not in proc.stderr, proc.stderr[-2000:]
-    assert proc.stderr.strip().splitlines()[-1] == (
-        f'error: {tmp_path / "plain.onnx"} has no mmvit_ext metadata: export it with '
-        f'tools/deployment/export_onnx.py'), proc.stderr[-2000:]
+    assert (f'error: {tmp_path / "plain.onnx"} has no mmvit_ext metadata: export it with '
+            f'tools/deployment/export_onnx.py') in proc.stderr.splitlines(), proc.stderr[-2000:]
 
 
 def _build(config):
     from mmengine.config import Config
 
-    from mmvit_ext.utils.build import build_model_from_cfg
+    from mmvit_ext.apis import build_model_from_cfg
     torch.manual_seed(0)
     model, scope = build_model_from_cfg(Config.fromfile(f'{REPO}/{config}'))
     return model.eval(), scope
@@ -414,10 +412,10 @@ def test_fpn_extra_level_is_a_strided_slice_inside_the_rewrites():
     same values, any other pooling call unchanged, torch's functional restored after."""
     import mmdet.models.necks.fpn as fpn
 
-    from mmvit_ext.deployment import export_rewrites
+    from mmvit_ext.deployment import exporting
     for h, w in [(11, 12), (8, 7), (1, 1)]:
         x = torch.randn(2, 3, h, w)
-        with export_rewrites(None):
+        with exporting('export'):
             got = fpn.F.max_pool2d(x, 1, stride=2)
             assert fpn.F is not F and fpn.F.relu is F.relu
             assert torch.equal(fpn.F.max_pool2d(x, 3, 2, 1), F.max_pool2d(x, 3, 2, 1))
@@ -662,12 +660,12 @@ def test_trace_save_load_follows_the_input_size(family, tmp_path):
 def test_whole_detector_trace_save_load(tmp_path):
     """The end-to-end Mask R-CNN traced with its NMS and RoIAlign as mmvit_ext operators, saved
     and loaded again: the same detections at the traced size."""
-    from mmvit_ext.deployment import export_rewrites, exportable
+    from mmvit_ext.deployment import exporting, exportable
     model, scope = _build(DEMOS['DilateFormer'])
     module = exportable(model, scope)
     x = torch.rand(1, 3, 128, 160) * 255
-    with torch.no_grad(), export_rewrites(None):
-        with _SizesAsTensors() as sizes:
+    with torch.no_grad():
+        with exporting('trace'), _SizesAsTensors() as sizes:
             traced = torch.jit.trace(module, x, check_trace=False)
         ref = module(x)
     assert not sizes.found, f'traced sizes reach {sizes.found}: the trace fails on CUDA'

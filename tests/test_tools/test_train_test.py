@@ -115,7 +115,7 @@ def test_classification_train_then_test(small_data, tmp_path):
     out = _run([sys.executable, 'tools/test.py', CLS_CFG, osp.join(work, 'epoch_1.pth'), '--work-dir',
                 work, '--cfg-options', *opts])
     assert 'accuracy/top1' in out
-    from mmvit_ext.utils.safe_load import safe_torch_load
+    from mmvit_ext.checkpoints import safe_torch_load
     meta = safe_torch_load(osp.join(work, 'epoch_1.pth'))['meta']['dataset_meta']
     assert tuple(meta['classes']) == ('square', 'circle', 'triangle')  # not ImageNet's names
 

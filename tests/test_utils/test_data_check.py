@@ -4,7 +4,7 @@ import sys
 import pytest
 from mmengine.config import Config
 
-from mmvit_ext.utils.data_check import DatasetNotFoundError, check_dataset_paths
+from mmvit_ext.datasets.data_check import DatasetNotFoundError, check_dataset_paths
 
 from ..conftest import REPO, run_env
 

@@ -48,7 +48,7 @@ elif kind == 'mmdet':  # mmdet looks names up in its own index only: our entry p
     det = inferencer('mask-rcnn_dgt-t_fpn_1x_coco', device='cpu')
     assert type(det) is DetInferencer
     print('OK', type(det.model.backbone).__name__, det.model.backbone.arch_name)
-    from mmvit_ext.model_index import find_model
+    from mmvit_ext.apis.model_index import find_model
     by_path = DetInferencer(find_model('mask-rcnn_dgt-t_fpn_1x_coco')['Config'], device='cpu')
     print('PATH', type(by_path.model.backbone).__name__)
     print('LIST', len(list_models('mask-rcnn_*')))

@@ -32,7 +32,7 @@ def test_export_tool_on_this_torch():
         import importlib.util
         if importlib.util.find_spec('onnx') is None:
             pytest.fail('the newest stack installs onnx (requirements/deploy.txt)')
-        from mmvit_ext.deployment import ops  # noqa: F401  (imports: the custom ops exist)
+        from mmvit_ext.deployment import nms_roi_align  # noqa: F401  (the custom ops exist)
         return
     proc = subprocess.run(cmd, cwd=REPO, env=run_env(), capture_output=True, text=True,
                           timeout=300)

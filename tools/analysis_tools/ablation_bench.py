@@ -211,6 +211,6 @@ def main():
 
 
 if __name__ == '__main__':
-    from mmvit_ext.utils.errors import one_line_refusals
+    from mmvit_ext.utils.cli import one_line_refusals
     with one_line_refusals():
         main()

@@ -20,7 +20,7 @@ from mmengine.config import Config, DictAction  # noqa: E402
 
 import mmvit_ext  # noqa: E402,F401
 from mmvit_ext.analysis import config_complexity  # noqa: E402
-from mmvit_ext.utils.runner_setup import resolve_config_path  # noqa: E402
+from mmvit_ext.apis.config_path import resolve_config_path  # noqa: E402
 
 
 def main():
@@ -50,6 +50,6 @@ def main():
 
 
 if __name__ == '__main__':
-    from mmvit_ext.utils.errors import one_line_refusals
+    from mmvit_ext.utils.cli import one_line_refusals
     with one_line_refusals():
         main()

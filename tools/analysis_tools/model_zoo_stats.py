@@ -72,6 +72,6 @@ def write_complexity(text: str, counted: dict) -> str:
 
 
 if __name__ == '__main__':
-    from mmvit_ext.utils.errors import one_line_refusals
+    from mmvit_ext.utils.cli import one_line_refusals
     with one_line_refusals():
         main()

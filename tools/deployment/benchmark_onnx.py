@@ -23,7 +23,7 @@ import tempfile
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from mmvit_ext.utils.errors import one_line_refusals  # noqa: E402
+from mmvit_ext.utils.cli import one_line_refusals  # noqa: E402
 
 
 def _cpu_name() -> str:
@@ -43,9 +43,8 @@ def measure(config, shape, runs, threads, provider, tmp):
 
     from mmvit_ext.analysis.complexity import config_complexity
     from mmvit_ext.deployment import (build_for_export, example_image, export_metadata,
-                                      export_onnx, exportable, median_latency, module_input)
-    from mmvit_ext.deployment.export import resized
-    from mmvit_ext.deployment.rewrites import export_rewrites
+                                      export_onnx, exportable, median_latency, module_input,
+                                      resized)
     cfg, model, scope = build_for_export(config)
     module = exportable(model, scope)
     x = module_input(module, resized(example_image(), shape))
@@ -63,7 +62,7 @@ def measure(config, shape, runs, threads, provider, tmp):
         feed = {'input': x.numpy()}
         row['onnxruntime_ms'][n] = median_latency(lambda: session.run(None, feed), runs)
         torch.set_num_threads(n or default_threads)
-        with torch.no_grad(), export_rewrites(None):
+        with torch.no_grad():
             row['eager_ms'][n] = median_latency(lambda: module(x), runs)
         torch.set_num_threads(default_threads)
     return row

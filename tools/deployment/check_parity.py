@@ -36,17 +36,17 @@ CHECKS = ('export', 'compile', 'trace')
 
 def _runners(check, module, example):
     """``check`` -> a function of the input (built once, timed by the caller)."""
-    from mmvit_ext.deployment import export_program, export_rewrites
+    from mmvit_ext.deployment import export_program, exporting
     if check == 'export':
         return export_program(module, example).module()
     if check == 'compile':
         compiled = torch.compile(module, dynamic=True)
 
         def run(x):
-            with export_rewrites(None):  # NMS / RoIAlign as operators the tracer takes
+            with exporting('compile'):  # the rewrites and forms a compiler needs
                 return compiled(x)
         return run
-    with export_rewrites(None), warnings.catch_warnings():
+    with exporting('trace'), warnings.catch_warnings():
         warnings.simplefilter('ignore')  # TracerWarnings of size-dependent Python branches
         traced = torch.jit.trace(module, example, check_trace=False)
     with tempfile.TemporaryDirectory() as tmp:
@@ -55,14 +55,14 @@ def _runners(check, module, example):
 
 
 def check_config(config, args) -> bool:
-    from mmvit_ext.deployment import build_for_export, check_size, example_image, exportable
-    from mmvit_ext.deployment.export import module_input, resized
+    from mmvit_ext.deployment import (build_for_export, check_size, example_image, exportable,
+                                      module_input, resized)
     cfg, model, scope = build_for_export(config, args.checkpoint)
     try:
         module = exportable(model.to(args.device), scope, whole=not args.backbone)
     except NotImplementedError as err:
         sys.exit(f'error: cannot export {osp.basename(config)}: {err}')
-    name = f'{type(model.backbone).__name__} {module.kind}'
+    name = f'{type(model.backbone).__name__} {module.task.name}'
     sizes = [tuple(args.shape),
              tuple(args.check_shape or (args.shape[0] + 40, args.shape[1] - 24))]
     image = example_image(args.image)
@@ -121,6 +121,6 @@ def main():
 
 
 if __name__ == '__main__':
-    from mmvit_ext.utils.errors import one_line_refusals
+    from mmvit_ext.utils.cli import one_line_refusals
     with one_line_refusals():
         main()

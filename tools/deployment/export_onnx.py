@@ -38,7 +38,7 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from mmvit_ext.utils.errors import one_line_refusals  # noqa: E402
+from mmvit_ext.utils.cli import one_line_refusals  # noqa: E402
 
 SUPPORTED_OPSETS = range(16, 22)  # RoiAlign's coordinate modes from 16; what onnxruntime runs
 
@@ -89,10 +89,7 @@ def main(argv=None):
     # first: on torch < 2.5 this ends in one line saying which torch it needs
     from mmvit_ext.deployment import (build_for_export, check_size, example_image,
                                       export_metadata, export_onnx, exportable, median_latency,
-                                      module_input, used_operators)
-    from mmvit_ext.deployment.end2end import describe
-    from mmvit_ext.deployment.export import resized
-    from mmvit_ext.deployment.rewrites import export_rewrites
+                                      module_input, resized, used_operators)
     try:
         import onnxruntime as ort
     except ImportError:
@@ -123,7 +120,7 @@ def main(argv=None):
         names = export_onnx(module, x, out, export_metadata(cfg, model, module, scope),
                             args.exporter, args.opset, args.dynamic, not args.no_optimize)
     opset = args.opset if args.exporter == 'torchscript' else max(args.opset, 18)
-    what = describe(module) or module.kind
+    what = module.task.describe(module)
     print(f'wrote {out} ({type(model.backbone).__name__} {what}, {args.exporter} exporter, '
           f'opset {opset}, {"dynamic" if args.dynamic else "fixed"} size; outputs '
           f'{", ".join(names)})')
@@ -161,7 +158,7 @@ def main(argv=None):
     if args.runs:
         x = module_input(module, resized(image, args.shape))
         onnx_ms = median_latency(lambda: run(x), args.runs)
-        with torch.no_grad(), export_rewrites(None):
+        with torch.no_grad():
             eager_ms = median_latency(lambda: module(x), args.runs)
         threads = args.threads or 'default'
         print(f'latency at {args.shape[0]}x{args.shape[1]} (median of {args.runs}, {threads} '

@@ -15,7 +15,7 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from mmvit_ext.utils.errors import one_line_refusals  # noqa: E402
+from mmvit_ext.utils.cli import one_line_refusals  # noqa: E402
 
 
 def main(argv=None):
@@ -34,33 +34,11 @@ def main(argv=None):
     try:
         model = OnnxModel(args.model, threads=args.threads or None)
         sample = model(args.image)
-    except (ValueError, RuntimeError, ImportError) as err:
+        print('\n'.join(model.summary(sample, args.score_thr)))
+    except ImportError as err:
         sys.exit(f'error: {err}')
-    classes = model.meta.get('classes') or []
-    name = lambda i: classes[i] if i < len(classes) else str(i)  # noqa: E731
-    if model.kind == 'detector':
-        inst = sample.pred_instances
-        keep = inst.scores >= args.score_thr
-        print(f'{int(keep.sum())} detections with score >= {args.score_thr} '
-              f'({len(inst.scores)} in all)')
-        for box, score, label in zip(inst.bboxes[keep], inst.scores[keep], inst.labels[keep]):
-            x1, y1, x2, y2 = (float(v) for v in box)
-            print(f'  {name(int(label))} {float(score):.3f} [{x1:.1f}, {y1:.1f}, {x2:.1f}, '
-                  f'{y2:.1f}]')
-    elif model.kind == 'segmentor':
-        import torch
-        labels, counts = torch.unique(sample.pred_sem_seg.data, return_counts=True)
-        total = int(counts.sum())
-        print('label map ' + 'x'.join(str(s) for s in sample.pred_sem_seg.shape) + ': ' +
-              ', '.join(f'{name(int(lab))} {100 * int(c) / total:.1f}%'
-                        for lab, c in zip(labels, counts)))
-    elif model.kind == 'classifier':
-        top = sample.pred_score.topk(min(5, len(sample.pred_score)))
-        print('top scores: ' + ', '.join(f'{name(int(i))} {float(s):.3f}'
-                                         for s, i in zip(top.values, top.indices)))
-    else:
-        sys.exit(f'error: {args.model} is a {model.kind} export (feature maps): there is no '
-                 f'result to draw; run it with OnnxModel(path).run(pixels)')
+    except NotImplementedError as err:  # a backbone export: feature maps, no result
+        sys.exit(f'error: {args.model}: {err}')
     if args.out:
         model.show(sample, args.image, args.out, score_thr=args.score_thr)
         print(f'drew the result into {args.out}')

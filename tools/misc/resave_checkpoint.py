@@ -22,8 +22,9 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from mmvit_ext.utils.checkfile import CorruptCheckpointError, check_readable  # noqa: E402
-from mmvit_ext.utils.safe_load import UnsafeCheckpointError, safe_torch_load  # noqa: E402
+from mmvit_ext.checkpoints import (CorruptCheckpointError, UnsafeCheckpointError,  # noqa: E402
+                                   check_readable, safe_torch_load)
+from mmvit_ext.utils.atomic import atomic_write  # noqa: E402
 
 PLAIN = (torch.Tensor, np.ndarray, np.generic, np.dtype, str, bytes, int, float, complex, bool,
          type(None), pathlib.PurePath, datetime.datetime, datetime.date, datetime.time,
@@ -98,20 +99,18 @@ def main():
     replaced = []
     result = plain(checkpoint, '', replaced)
     os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
-    tmp = args.dst + '.tmp'
-    torch.save(result, tmp)
-    try:
-        safe_torch_load(tmp, map_location='cpu')
-    except Exception as e:
-        os.remove(tmp)
-        sys.exit(f'error: the rewritten file still does not load safely: {e}')
-    os.replace(tmp, args.dst)
+    with atomic_write(args.dst) as tmp:  # replaced only once it loads safely
+        torch.save(result, tmp)
+        try:
+            safe_torch_load(tmp, map_location='cpu')
+        except Exception as e:  # noqa: BLE001
+            sys.exit(f'error: the rewritten file still does not load safely: {e}')
     for line in replaced:
         print(f'replaced by its text: {line}')
     print(f'wrote {args.dst} ({len(replaced)} object(s) replaced by text)')
 
 
 if __name__ == '__main__':
-    from mmvit_ext.utils.errors import one_line_refusals
+    from mmvit_ext.utils.cli import one_line_refusals
     with one_line_refusals():
         main()

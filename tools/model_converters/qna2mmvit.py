@@ -18,7 +18,7 @@ from mmvit_ext.models.converters.cli import (ConversionError, check_and_write,  
                                              converter_parser, run_converter)
 from mmvit_ext.models.converters.flax_msgpack import FlaxMsgpackError  # noqa: E402
 from mmvit_ext.models.converters.qna import load_official_qna  # noqa: E402
-from mmvit_ext.utils.checkfile import check_readable  # noqa: E402
+from mmvit_ext.checkpoints import check_readable  # noqa: E402
 
 
 def main():

@@ -38,7 +38,7 @@ def main():
         print(f'warning: {args.src} has no state_dict_ema; taking state_dict')
     try:
         converted = load_official_sgformer(checkpoint, ema=args.weights == 'ema')
-        arch = infer_sgformer_arch(converted)
+        arch = infer_sgformer_arch(converted, SGFormer.arch_zoo.values())
     except (KeyError, TypeError) as e:
         raise not_official(args, checkpoint, 'SG-Former', str(e.args[0])) from e
     check_and_write(args, converted, lambda sd: SGFormer(arch),

@@ -4,7 +4,7 @@
 # clipping 5.0, drop path 0.2), so that variants differ in their attention only; 8 GPUs x 128
 # images (Swin's 16 x 64). The variant configs next to this file set the backbone's arch and the
 # head's input width (generated, see README.md).
-_base_ = 'mmpretrain::swin_transformer/swin-tiny_16xb64_in1k.py'
+_base_ = ['mmpretrain::swin_transformer/swin-tiny_16xb64_in1k.py', '../../_base_/guards.py']
 custom_imports = dict(imports=['mmvit_ext'], allow_failed_imports=False)
 
 model = dict(
@@ -18,12 +18,6 @@ model = dict(
 train_dataloader = dict(batch_size=128)
 val_dataloader = dict(batch_size=128)
 test_dataloader = val_dataloader
-optim_wrapper = dict(type='FiniteOptimWrapper')  # 'OptimWrapper'
 
-# mmvit_ext's guards (README: "What is refused and why"). Each line selects one registered
-# component; the type in its comment (mmengine's or mmdet's own) switches that guard off, and
-# `guards = dict(work_dir_lock=False, ...)` switches off single checks of GuardedRunner.
-runner_type = 'GuardedRunner'  # 'Runner'
 train_cfg = dict(  # 'EpochBasedTrainLoop'
-    _delete_=True, type='GuardedEpochBasedTrainLoop', max_epochs=300, val_interval=1)
-default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))  # 'CheckpointHook'
+    _delete_=True, type='EpochBasedTrainLoop', max_epochs=300, val_interval=1)

@@ -1,7 +1,7 @@
 # Attention ablation, Mask R-CNN 1x: mmdet's Swin-T recipe unchanged (AdamW lr 1e-4, wd 0.05,
 # 16 images, 1000-iter warmup, steps 8/11), so that variants differ in their attention only.
 # The variant configs next to this file set the backbone's arch (generated, see README.md).
-_base_ = 'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py'
+_base_ = ['mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py', '../../_base_/guards.py']
 custom_imports = dict(imports=['mmvit_ext'], allow_failed_imports=False)
 
 model = dict(
@@ -16,12 +16,3 @@ model = dict(
 
 # No weight decay on norms (LayerNorm and BatchNorm).
 optim_wrapper = dict(paramwise_cfg=dict(norm_decay_mult=0., _delete_=True))
-optim_wrapper = dict(type='FiniteOptimWrapper')  # 'OptimWrapper'
-
-# mmvit_ext's guards (README: "What is refused and why"). Each line selects one registered
-# component; the type in its comment (mmengine's or mmdet's own) switches that guard off, and
-# `guards = dict(work_dir_lock=False, ...)` switches off single checks of GuardedRunner.
-runner_type = 'GuardedRunner'  # 'Runner'
-train_cfg = dict(type='GuardedEpochBasedTrainLoop')  # 'EpochBasedTrainLoop'
-default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))  # 'CheckpointHook'
-train_dataloader = dict(dataset=dict(type='CheckedCocoDataset'))  # 'CocoDataset'

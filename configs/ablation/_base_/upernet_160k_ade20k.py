@@ -1,7 +1,7 @@
 # Attention ablation, UperNet 160k on ADE20K 512x512: mmseg's Swin-T recipe unchanged (AdamW
 # lr 6e-5, wd 0.01, 16 images, 1500-iter warmup then poly). The variant configs next to this file
 # set the backbone's arch (generated, see README.md).
-_base_ = 'mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py'
+_base_ = ['mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py', '../../_base_/guards.py']
 custom_imports = dict(imports=['mmvit_ext'], allow_failed_imports=False)
 
 model = dict(
@@ -17,11 +17,3 @@ model = dict(
 
 # No weight decay on norms (LayerNorm and BatchNorm).
 optim_wrapper = dict(paramwise_cfg=dict(norm_decay_mult=0., _delete_=True))
-optim_wrapper = dict(type='FiniteOptimWrapper')  # 'OptimWrapper'
-
-# mmvit_ext's guards (README: "What is refused and why"). Each line selects one registered
-# component; the type in its comment (mmengine's or mmdet's own) switches that guard off, and
-# `guards = dict(work_dir_lock=False, ...)` switches off single checks of GuardedRunner.
-runner_type = 'GuardedRunner'  # 'Runner'
-train_cfg = dict(type='GuardedIterBasedTrainLoop')  # 'IterBasedTrainLoop'
-default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))  # 'CheckpointHook'

@@ -28,13 +28,13 @@ import torch
 import torch.nn as nn
 import torch.utils.checkpoint as cp
 
-from ...registry import MODELS
-from ..attention import (DynamicGroupAttention, GlobalAttention, HybridScaleAttention,
+from ...attention import (DynamicGroupAttention, GlobalAttention, HybridScaleAttention,
                          MultiScaleDilatedAttention, QnAAttention, SelfGuidedAttention)
-from ..attention.sg_attention import DEFAULT_MERGE_GROUPS
+from ...attention.sg import DEFAULT_MERGE_GROUPS
 from ..layers import (DropPath, Mlp, arch_name, check_stage_indices, drop_path_rates,
-                      pretrained_to_init_cfg, resolve_arch)
-from .base import PyramidBackbone, vit_init_
+                      pretrained_to_init_cfg, resolve_arch, vit_init_)
+from ..registry import MODELS
+from .base import PyramidBackbone
 
 __all__ = ['AttentionPyramid', 'MIXERS', 'build_mixer']
 

@@ -1,5 +1,4 @@
 """What every backbone here shares: the mmdet/mmseg backbone contract around the model itself."""
-import math
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -8,11 +7,12 @@ from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ...checkpoint import load_pretrained
+from ...attention.shapes import ceil_div
+from ...checkpoints import (CheckpointMismatchError, check_finite, describe_mismatch,
+                            load_pretrained, mismatch_summary, sub_state_dict, which_backbones)
 from ..layers import freeze
-from ..ops import ceil_div
 
-__all__ = ['PyramidBackbone', 'vit_init_']
+__all__ = ['PyramidBackbone']
 
 
 class PyramidBackbone(BaseModule):
@@ -124,9 +124,7 @@ class PyramidBackbone(BaseModule):
                                       unexpected_keys, error_msgs)
 
     def _check_own_weights(self, state_dict, prefix: str) -> None:
-        from ...checkpoint import (CheckpointMismatchError, check_finite, describe_mismatch,
-                                   mismatch_summary, which_backbones)
-        own = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+        own = sub_state_dict(state_dict, prefix)
         where = f"the checkpoint's backbone part ('{prefix}*')" if prefix else \
             'the backbone checkpoint'
         if not own:
@@ -142,6 +140,19 @@ class PyramidBackbone(BaseModule):
                 which_backbones(self, own) + ' Load a checkpoint of this config (official '
                 'ImageNet weights go through init_cfg=dict(type="Pretrained", ...), which '
                 'converts them).')
+
+    # ------------------------------------------------------------------ in words
+    def describe(self) -> str:
+        """'DilateFormer-S', 'DGT (custom arch)': what this backbone is, for messages."""
+        from ..identify import describe_backbone
+        return describe_backbone(self)
+
+    @staticmethod
+    def identify_weights(state_dict) -> Optional[str]:
+        """Which backbone ``state_dict`` holds, in words ('DGT-T', 'an mmdet/mmseg
+        SwinTransformer backbone', ...), or None (the checkpoint room asks, for its messages)."""
+        from ..identify import identify_backbone
+        return identify_backbone(state_dict)
 
     def _freeze_stages(self):
         if self.frozen_stages < 0:
@@ -159,21 +170,3 @@ class PyramidBackbone(BaseModule):
                 if isinstance(m, _BatchNorm):
                     m.eval()
         return self
-
-
-def vit_init_(model: nn.Module) -> None:
-    """timm-style initialisation: trunc-normal(0.02) Linear weights, fan-out normal convs, zero
-    biases, unit norms."""
-    for m in model.modules():
-        if isinstance(m, nn.Linear):
-            nn.init.trunc_normal_(m.weight, std=.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Conv2d):
-            fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
-            nn.init.normal_(m.weight, 0, math.sqrt(2.0 / fan_out))
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, (nn.LayerNorm, nn.GroupNorm, _BatchNorm)):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)

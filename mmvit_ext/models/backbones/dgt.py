@@ -21,15 +21,15 @@ from typing import Dict, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 
-from ...registry import MODELS
-from ..attention.dg_attention import DynamicGroupAttention
+from ...attention import DynamicGroupAttention
+from ...attention.shapes import ceil_div, pad_hw
 from ..layers import (DropPath, arch_name, check_stage_indices, drop_path_rates,
-                      pretrained_to_init_cfg, resolve_arch)
-from ..ops import ceil_div, irffn_hidden, plain_path_required
-from .base import PyramidBackbone, vit_init_
+                      pretrained_to_init_cfg, resolve_arch, vit_init_)
+from ..layers.irffn import irffn_hidden, nchw, nhwc
+from ..registry import MODELS
+from .base import PyramidBackbone
 
 __all__ = ['DGT']
 
@@ -50,7 +50,7 @@ class IRFFN(nn.Module):
     GEMM path: the 1x1 conv on a channels-last view took a slow conv kernel on CPU), and each
     BatchNorm2d normalises the channels-last view, over (N, H, W) as usual. In training,
     everything up to ``fc2`` runs as one autograd function that keeps two of the six 4x-wide
-    activations and recomputes the element-wise rest in backward (``models/ops.py``): the
+    activations and recomputes the element-wise rest in backward (``models/layers/irffn.py``): the
     IRFFN had kept 3x the activations of a plain MLP.
     """
 
@@ -64,13 +64,9 @@ class IRFFN(nn.Module):
         self.fc2 = nn.Linear(hidden, dims)
         self.norm3 = nn.BatchNorm2d(dims)
 
-    @staticmethod
-    def _nchw(x):  # NHWC tensor -> NCHW view (channels-last memory)
-        return x.permute(0, 3, 1, 2)
-
     def forward(self, x):  # (B, H, W, C)
         x = irffn_hidden(x, self.fc1, self.norm1, self.dwconv, self.norm2, self.fc2)
-        return self.norm3(self._nchw(x)).permute(0, 2, 3, 1)
+        return nhwc(self.norm3(nchw(x)))
 
 
 class DGTBlock(nn.Module):
@@ -109,10 +105,9 @@ class PatchConv(nn.Module):
 
     def forward(self, x):  # NCHW
         H, W = x.shape[2:]
-        if plain_path_required() or H % 2 or W % 2:  # exporters: no frozen size test
-            # ceil_div, not H % 2: a traced Mod nested in the next stage's sizes makes
-            # torch.export's symbolic simplification much slower
-            x = F.pad(x, (0, ceil_div(W, 2) * 2 - W, 0, ceil_div(H, 2) * 2 - H))
+        # ceil_div, not H % 2: a traced Mod nested in the next stage's sizes makes
+        # torch.export's symbolic simplification much slower
+        x = pad_hw(x, ceil_div(H, 2) * 2, ceil_div(W, 2) * 2)
         return self.norm(self.proj(x).permute(0, 2, 3, 1))
 
 

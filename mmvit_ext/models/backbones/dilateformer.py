@@ -16,12 +16,12 @@ import torch.utils.checkpoint as cp
 from mmcv.cnn import build_activation_layer, build_norm_layer
 from mmengine.model.weight_init import constant_init, trunc_normal_init
 
-from ...registry import MODELS
-from ..attention import GlobalAttention, MultiScaleDilatedAttention
+from ...attention import GlobalAttention, MultiScaleDilatedAttention
 from ..converters.dilateformer import (convert_dilateformer,
                                        is_official_dilateformer)
 from ..layers import (DropPath, Mlp, arch_name, check_stage_indices, drop_path_rates,
                       pretrained_to_init_cfg, resolve_arch)
+from ..registry import MODELS
 from .base import PyramidBackbone
 
 __all__ = ['DilateFormer']

@@ -15,17 +15,16 @@ from typing import Dict, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 
-from ...checkpoint import CheckpointMismatchError
-from ...registry import MODELS
-from ..attention.qna import QnAAttention, WindowMSA
+from ...attention.qna import QnAAttention, WindowMSA, lecun_normal_
+from ...attention.shapes import ceil_div, zero_pad
+from ...checkpoints import CheckpointMismatchError
 from ..converters.flax_msgpack import FlaxMsgpackError, is_flax_msgpack_file
 from ..converters.qna import load_official_qna
 from ..layers import (DropPath, Mlp, arch_name, check_stage_indices, drop_path_rates,
-                      lecun_normal_, pretrained_to_init_cfg, resolve_arch)
-from ..ops import ceil_div, plain_path_required
+                      pretrained_to_init_cfg, resolve_arch)
+from ..registry import MODELS
 from .base import PyramidBackbone
 
 __all__ = ['QnAViT']
@@ -93,9 +92,7 @@ def same_pad(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
     for size in x.shape[:1:-1]:  # W, then H
         total = (ceil_div(size, stride) - 1) * stride + kernel - size  # >= 0 when kernel >= stride
         pads += [total // 2, total - total // 2]
-    if not plain_path_required() and not any(pads):
-        return x
-    return F.pad(x, pads)
+    return zero_pad(x, pads)
 
 
 @MODELS.register_module()

@@ -17,14 +17,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 
-from ...registry import MODELS
-from ..attention.sg_attention import (DEFAULT_MERGE_GROUPS, FullAttention, HybridScaleAttention,
-                                      SelfGuidedAttention, conv_on_tokens)
+from ...attention.forms import dispatch, register
+from ...attention.sg import (DEFAULT_MERGE_GROUPS, FullAttention, HybridScaleAttention,
+                             SelfGuidedAttention, conv_on_tokens)
 from ..converters.sgformer import SGFORMER_STATE_KEYS, convert_sgformer, is_official_sgformer
-from ..layers import (DropPath, arch_name, check_stage_indices, drop_path_rates,
-                      pretrained_to_init_cfg, resolve_arch)
-from ..ops import GroupNorm1, plain_path_required
-from .base import PyramidBackbone, vit_init_
+from ..layers import (DropPath, GroupNorm1, arch_name, check_stage_indices, drop_path_rates,
+                      pretrained_to_init_cfg, resolve_arch, vit_init_)
+from ..registry import MODELS
+from .base import PyramidBackbone
 
 __all__ = ['SGFormer', 'sincos_pos_embed_2d']
 
@@ -150,6 +150,25 @@ class SGBlock(nn.Module):
         if self.with_cp and x.requires_grad:
             return cp.checkpoint(self._forward, x, hw, significance, use_reentrant=False)
         return self._forward(x, hw, significance)
+
+
+def _resized_table(pos_embed: torch.Tensor, grid: Tuple[int, int], hw) -> torch.Tensor:
+    C = pos_embed.shape[-1]
+    table = pos_embed.reshape(1, *grid, C).permute(0, 3, 1, 2)
+    table = F.interpolate(table, size=hw, mode='bicubic', align_corners=False)
+    return table.flatten(2).transpose(1, 2)
+
+
+@register('sgformer.pos_embed', 'fast')
+def resized_pos_embed_fast(pos_embed, grid, hw):
+    """The table as it is at its own size, else resized (bicubic)."""
+    return pos_embed if tuple(hw) == tuple(grid) else _resized_table(pos_embed, grid, hw)
+
+
+@register('sgformer.pos_embed', 'traceable')
+def resized_pos_embed_traceable(pos_embed, grid, hw):
+    """Always resized (to the same size an exact copy): no size test in a traced graph."""
+    return _resized_table(pos_embed, grid, hw)
 
 
 @MODELS.register_module()
@@ -290,13 +309,7 @@ class SGFormer(PyramidBackbone):
 
     # ------------------------------------------------------------------ forward
     def resized_pos_embed(self, hw: Tuple[int, int]) -> torch.Tensor:
-        # exporters always resize (to the same size it is an exact copy): no frozen size test
-        if not plain_path_required() and tuple(hw) == self.pos_grid:
-            return self.pos_embed
-        C = self.pos_embed.shape[-1]
-        table = self.pos_embed.reshape(1, *self.pos_grid, C).permute(0, 3, 1, 2)
-        table = F.interpolate(table, size=hw, mode='bicubic', align_corners=False)
-        return table.flatten(2).transpose(1, 2)
+        return dispatch('sgformer.pos_embed', self.pos_embed, self.pos_grid, hw)
 
     def forward(self, x: torch.Tensor, significance_maps: Optional[List] = None):
         """Pyramid features; ``significance_maps``, if a list, receives the map of every H block

@@ -3,21 +3,28 @@ read the source safely, check the result against the model strictly, write a pla
 
 A converter never ends in a traceback: :func:`run_converter` turns every failure into one line
 ``error: SRC: what the file is / why it cannot be converted`` and a non-zero exit, and the output
-is written to a temporary file that is renamed only when complete, so a failed run writes
-nothing."""
+is written through a temporary file that replaces it only when complete (never through a
+symbolic link), so a failed run writes nothing."""
 import argparse
 import os
 import os.path as osp
+import stat
 import sys
 from typing import Callable, Dict, Mapping
 
 import torch
 
+from ...checkpoints import (backbone_phrase, check_finite, check_readable, check_state_dict,
+                            safe_torch_load, unwrap_state_dict)
+from ...errors import Refusal
+from ...utils.atomic import atomic_write
+from ..identify import identify_backbone
+
 __all__ = ['converter_parser', 'read_source', 'check_and_write', 'run_converter',
            'ConversionError']
 
 
-class ConversionError(Exception):
+class ConversionError(Refusal):
     """The source cannot be converted; the message says why, in one line."""
 
 
@@ -34,9 +41,6 @@ def converter_parser(description: str) -> argparse.ArgumentParser:
 
 def _what_it_holds(checkpoint) -> str:
     """' (it holds a DGT-T backbone in mmvit_ext's layout: ...)' for our own files, else ''."""
-    from ...checkpoint import backbone_phrase
-    from ..identify import identify_backbone
-    from .common import unwrap_state_dict
     try:
         held = identify_backbone(unwrap_state_dict(checkpoint))
     except (KeyError, TypeError):
@@ -49,13 +53,25 @@ def _what_it_holds(checkpoint) -> str:
             'directly, no conversion needed)')
 
 
+def check_source(path: str) -> None:
+    """A regular file, named for what it is otherwise."""
+    if not osp.lexists(path):
+        raise ConversionError(f'{path} not found')
+    if osp.isdir(path):
+        raise ConversionError(f'{path} is a directory; give the checkpoint file inside it')
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise ConversionError(f'{path} is not a regular file (a device, a pipe or a socket); '
+                              'give a checkpoint file')
+
+
 def read_source(args) -> Mapping:
     """The source file, through the restricted unpickler unless ``--trust-pickle`` (both check
     first that the file is an intact torch checkpoint)."""
-    from ...utils.checkfile import check_readable
-    from ...utils.safe_load import safe_torch_load
-    if not osp.isfile(args.src):
-        raise ConversionError(f'{args.src} not found')
+    check_source(args.src)
+    if osp.lexists(args.dst) and osp.exists(args.dst) and osp.samefile(args.src, args.dst):
+        raise ConversionError(f'the output {args.dst} is the source file itself; write the '
+                              'converted weights to another file (the official file stays as '
+                              'it is)')
     if args.trust_pickle:
         check_readable(args.src)
         return torch.load(args.src, map_location='cpu', weights_only=False)
@@ -72,7 +88,6 @@ def check_and_write(args, converted: Dict, build_backbone: Callable[[Dict], torc
                     describe: str) -> None:
     """Build the matching backbone, compare every key strictly, write ``backbone.*`` +
     ``head.fc.*`` (or bare backbone keys with ``--backbone-only``)."""
-    from ...checkpoint import check_finite, check_state_dict
     backbone_sd = {k: v for k, v in converted.items() if not k.startswith('head.')}
     check_finite(converted, args.src)
     check_state_dict(build_backbone(backbone_sd), backbone_sd, source=args.src)
@@ -82,34 +97,24 @@ def check_and_write(args, converted: Dict, build_backbone: Callable[[Dict], torc
     else:
         state_dict = {(k if k.startswith('head.') else 'backbone.' + k): v
                       for k, v in converted.items()}
-    tmp = f'{args.dst}.part'
+    if osp.isdir(args.dst):
+        raise ConversionError(f'the output {args.dst} is a directory; give a file name, e.g. '
+                              f'{osp.join(args.dst, "converted.pth")}')
     try:
-        if osp.isdir(args.dst):
-            raise ConversionError(f'the output {args.dst} is a directory; give a file name, e.g. '
-                                  f'{osp.join(args.dst, "converted.pth")}')
         os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
-        torch.save(state_dict, tmp)
-        os.replace(tmp, args.dst)
+        with atomic_write(args.dst) as tmp:
+            torch.save(state_dict, tmp)
     except OSError as e:  # the output's problem, not the source's
         raise ConversionError(f'could not write the output {args.dst}: {e.strerror or e} '
                               f'({args.src} itself was read and converted fine)') from e
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
     print(f'wrote {len(state_dict)} tensors to {args.dst}')
 
 
 def run_converter(main: Callable[[], None]) -> None:
     """Run a converter's ``main``; any failure is one line on stderr and exit status 1."""
-    from ...checkpoint import CheckpointMismatchError, NonFiniteCheckpointError
-    from ...utils.checkfile import CorruptCheckpointError
-    from ...utils.safe_load import UnsafeCheckpointError
-    from .flax_msgpack import FlaxMsgpackError
-    expected = (ConversionError, CorruptCheckpointError, UnsafeCheckpointError,
-                CheckpointMismatchError, NonFiniteCheckpointError, FlaxMsgpackError)
     try:
         main()
-    except expected as e:
+    except Refusal as e:
         sys.exit(f'error: {e}'.replace('\n', ' '))
     except KeyboardInterrupt:
         sys.exit('error: interrupted; nothing was written')

@@ -14,7 +14,7 @@ import re
 from collections import OrderedDict
 from typing import Dict, Mapping
 
-from .common import strip_prefix, tensors_only, unwrap_state_dict
+from ...checkpoints.keys import strip_prefix, tensors_only, unwrap_state_dict
 
 __all__ = ['is_official_dilateformer', 'convert_dilateformer',
            'load_official_dilateformer', 'infer_dilateformer_arch']

@@ -13,10 +13,12 @@ from typing import Any, Tuple
 
 import numpy as np
 
+from ...errors import Refusal
+
 __all__ = ['read_flax_msgpack', 'is_flax_msgpack_file', 'FlaxMsgpackError']
 
 
-class FlaxMsgpackError(ValueError):
+class FlaxMsgpackError(Refusal, ValueError):
     """The bytes are not a (supported) Flax msgpack checkpoint."""
 
 

@@ -22,9 +22,9 @@ row-/column-sorted keys in the other, so they are mapped by the block's parity.
 """
 import re
 from collections import OrderedDict
-from typing import Dict, Mapping
+from typing import Dict, Iterable, Mapping
 
-from .common import strip_prefix, tensors_only, unwrap_state_dict
+from ...checkpoints.keys import strip_prefix, tensors_only, unwrap_state_dict
 
 __all__ = ['SGFORMER_STATE_KEYS', 'is_official_sgformer', 'convert_sgformer',
            'load_official_sgformer', 'infer_sgformer_arch']
@@ -112,10 +112,10 @@ def load_official_sgformer(checkpoint: Mapping, ema: bool = True) -> Dict:
     return convert_sgformer(tensors_only(unwrap_state_dict(checkpoint, keys)))
 
 
-def infer_sgformer_arch(converted: Mapping) -> Dict:
+def infer_sgformer_arch(converted: Mapping, zoo: Iterable[Mapping] = ()) -> Dict:
     """Arch dict of converted backbone keys: widths and depths from the tensors; head counts
-    (which change no shape) from the zoo variant of the same widths, else 32 channels per head."""
-    from ..backbones.sgformer import SGFormer
+    (which change no shape) from the arch of ``zoo`` (``SGFormer.arch_zoo.values()``) with the
+    same widths and depths, else 32 channels per head."""
     if 'stem.layers.0.conv.weight' not in converted:
         raise KeyError("cannot infer the arch: 'stem.layers.0.conv.weight' is missing")
     dims, depths = [], [0, 0, 0, 0]
@@ -128,7 +128,7 @@ def infer_sgformer_arch(converted: Mapping) -> Dict:
         m = re.match(r'^stages\.(\d)\.(\d+)\.', key)
         if m:
             depths[int(m.group(1))] = max(depths[int(m.group(1))], int(m.group(2)) + 1)
-    for arch in SGFormer.arch_zoo.values():
+    for arch in zoo:
         if tuple(arch['embed_dims']) == tuple(dims) and tuple(arch['depths']) == tuple(depths):
             return dict(arch)
     return dict(embed_dims=tuple(dims), depths=tuple(depths),

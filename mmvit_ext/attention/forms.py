@@ -1,0 +1,192 @@
+"""How each operator runs: the one place that decides.
+
+Every operator of this package (the four attentions, their pieces, and the few shape helpers
+whose fast form tests a size) has implementations registered under a *form*:
+
+``'fast'``
+    The default: the quickest form on the device (custom autograd functions, cached indices,
+    size tests that skip work).
+``'reference'``
+    The slow, explicit computation the other forms are checked against (unfold, loops over
+    windows and chunks, dense masks). For tests and for reading.
+``'traceable'``
+    Standard ops only and no Python test of a size, so a traced or exported graph follows the
+    input size: what ``torch.jit.trace``, the ONNX exporters, ``torch.export`` and
+    ``torch.compile`` need. Same values as ``'fast'`` up to float rounding.
+``'lean'``
+    Recomputes in backward what ``'fast'`` keeps (memory for time): for training where memory
+    limits the batch. Same values as ``'fast'``.
+
+:func:`dispatch` (and :func:`choose`) picks an implementation by one rule:
+
+1. the forms named by the innermost :func:`attention_form` block, in its order;
+2. otherwise, while a tracer or compiler runs (``torch.jit`` trace or script, ``torch.onnx``
+   export, ``torch.compile`` / ``torch.export``): ``'traceable'``;
+3. otherwise, when a gradient is needed and memory-lean is on for the device: ``'lean'``
+   (memory-lean is on for accelerators and off on the CPU, where the recomputation costs ~10%
+   of a step and memory is rarely the limit; ``MMVIT_MEMORY_LEAN=1`` / ``0``, read once when
+   this module is imported, turns it on / off for every device);
+4. otherwise ``'fast'``;
+
+then ``'fast'`` for an operator that has none of the forms asked for. Within a form, the
+available implementation with the highest priority wins: a backend that runs only on some
+devices or needs an extra package (NATTEN for MSDA on CUDA) registers under ``'fast'`` with a
+higher priority and an ``available`` test, in a file of its own (see
+``docs/en/architecture.md``).
+
+The forms are decided here only: no model file tests whether it is traced, and nothing else
+keeps a mode. Other layers choose a form with :func:`attention_form` (the deployment tools, the
+FLOP counter, the tests).
+"""
+import contextlib
+import os
+from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+
+import torch
+
+__all__ = ['FORMS', 'register', 'dispatch', 'choose', 'attention_form', 'requested_forms',
+           'implementations', 'tracing', 'memory_lean_default']
+
+FORMS = ('fast', 'reference', 'traceable', 'lean')
+
+
+class Implementation(NamedTuple):
+    op: str
+    form: str
+    name: str
+    fn: Callable
+    available: Optional[Callable]
+    priority: int
+
+
+_TABLE: Dict[str, Dict[str, List[Implementation]]] = {}
+
+
+def register(op: str, forms, name: Optional[str] = None, available: Optional[Callable] = None,
+             priority: int = 0) -> Callable:
+    """Decorator: ``fn`` implements operator ``op`` in ``forms`` (a form or several).
+
+    ``available(*args, **kwargs)`` (optional) says whether it can run on these arguments (a
+    device, an installed package); ``priority`` orders implementations of one form."""
+    forms = (forms, ) if isinstance(forms, str) else tuple(forms)
+    unknown = [f for f in forms if f not in FORMS]
+    if unknown:
+        raise ValueError(f'unknown form(s) {unknown} for {op}; the forms are {FORMS}')
+
+    def add(fn: Callable) -> Callable:
+        for form in forms:
+            entries = _TABLE.setdefault(op, {}).setdefault(form, [])
+            entries.append(Implementation(op, form, name or fn.__name__, fn, available,
+                                          priority))
+            entries.sort(key=lambda e: -e.priority)
+        return fn
+
+    return add
+
+
+def implementations(op: str) -> Dict[str, List[Implementation]]:
+    """The registered implementations of ``op`` by form (for the docs and tests)."""
+    if op not in _TABLE:
+        raise KeyError(f'no operator {op!r}; the operators are {sorted(_TABLE)}')
+    return {form: list(entries) for form, entries in _TABLE[op].items()}
+
+
+# ----------------------------------------------------------------------------- the context
+_REQUESTED: List[Tuple[str, ...]] = []  # innermost last; only attention_form changes it
+
+
+@contextlib.contextmanager
+def attention_form(*forms: str) -> Iterator[None]:
+    """Run every operator in the first of ``forms`` it has (else ``'fast'``) inside the block.
+
+    ``attention_form('reference')``: the slow forms (tests); ``attention_form('traceable')``:
+    what exporters see; ``attention_form('lean')`` / ``('fast')``: memory-lean on / off on any
+    device. Blocks nest; the innermost wins."""
+    unknown = [f for f in forms if f not in FORMS and not _is_backend(f)]
+    if not forms or unknown:
+        raise ValueError(f'attention_form takes forms from {FORMS} (or registered backend '
+                         f'names), got {forms}')
+    _REQUESTED.append(tuple(forms))
+    try:
+        yield
+    finally:
+        _REQUESTED.pop()
+
+
+def requested_forms() -> Tuple[str, ...]:
+    """The forms the innermost :func:`attention_form` block asks for (``()`` outside one)."""
+    return _REQUESTED[-1] if _REQUESTED else ()
+
+
+def _is_backend(name: str) -> bool:
+    return any(e.name == name for forms in _TABLE.values() for es in forms.values() for e in es)
+
+
+def tracing() -> bool:
+    """Whether a tracer or compiler is running (rule 2 of the module doc)."""
+    if torch.jit.is_scripting() or torch.jit.is_tracing():
+        return True
+    onnx = getattr(torch, 'onnx', None)
+    if onnx is not None and getattr(onnx, 'is_in_onnx_export', lambda: False)():
+        return True
+    compiler = getattr(torch, 'compiler', None)
+    return bool(compiler is not None and getattr(compiler, 'is_compiling', lambda: False)())
+
+
+def _read_memory_lean_env() -> Optional[bool]:
+    value = os.environ.get('MMVIT_MEMORY_LEAN', 'auto').strip().lower()
+    choices = {'auto': None, '1': True, '0': False}
+    if value not in choices:
+        raise ValueError(f"MMVIT_MEMORY_LEAN must be 'auto', '1' or '0', got {value!r}")
+    return choices[value]
+
+
+_MEMORY_LEAN_ENV = _read_memory_lean_env()
+
+
+def memory_lean_default(device) -> bool:
+    """Whether rule 3 applies on ``device``: accelerators yes, the CPU no, unless
+    ``MMVIT_MEMORY_LEAN`` said otherwise."""
+    if _MEMORY_LEAN_ENV is not None:
+        return _MEMORY_LEAN_ENV
+    return torch.device(device).type != 'cpu'
+
+
+def _tensors(args, kwargs) -> Iterator[torch.Tensor]:
+    for value in list(args) + list(kwargs.values()):
+        if isinstance(value, torch.Tensor):
+            yield value
+
+
+def _preferences(args, kwargs) -> Sequence[str]:
+    asked = requested_forms()
+    if asked:
+        return asked
+    if tracing():
+        return ('traceable', )
+    if torch.is_grad_enabled():
+        tensors = list(_tensors(args, kwargs))
+        if tensors and any(t.requires_grad for t in tensors) and \
+                memory_lean_default(tensors[0].device):
+            return ('lean', )
+    return ('fast', )
+
+
+def choose(op: str, *args, **kwargs) -> Implementation:
+    """The implementation of ``op`` that runs on these arguments (see the module doc)."""
+    forms = _TABLE.get(op)
+    if forms is None:
+        raise KeyError(f'no operator {op!r}; the operators are {sorted(_TABLE)}')
+    for wanted in tuple(_preferences(args, kwargs)) + ('fast', ):
+        candidates = forms.get(wanted) or [e for es in forms.values() for e in es
+                                           if e.name == wanted]
+        for entry in candidates:
+            if entry.available is None or entry.available(*args, **kwargs):
+                return entry
+    raise RuntimeError(f'no implementation of {op} can run on these inputs (forms '
+                       f'{sorted(forms)})')
+
+
+def dispatch(op: str, *args, **kwargs):
+    """Run ``op`` in the form :func:`choose` picks."""
+    return choose(op, *args, **kwargs).fn(*args, **kwargs)

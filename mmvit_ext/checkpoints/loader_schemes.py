@@ -1,0 +1,123 @@
+"""mmengine's checkpoint loader schemes, unpickling through :func:`.safe_load.safe_torch_load`.
+
+:func:`install` (run by ``import mmvit_ext``) is the one process-wide change the package makes, and
+it changes only how checkpoints are unpickled, for every model alike:
+
+* torch >= 2.6: the extra types of :mod:`.allow_list` are added to torch's own allow-list
+  (``torch.serialization.add_safe_globals``), so mmengine's unchanged local loader reads Runner
+  checkpoints;
+* torch < 2.6: the local loader is registered with mmengine's ``CheckpointLoader.register_scheme``:
+  it behaves like mmengine's (same lookup, same ``FileNotFoundError``) but unpickles safely;
+* every torch: the URL schemes (``https://``, ``torchvision://``, ``open-mmlab://``, ``mmcls://``),
+  which mmengine reads through ``torch.hub.load_state_dict_from_url`` (full unpickling), are
+  registered the same way: same download, cache (``torch.hub.get_dir()/checkpoints``) and
+  rank-0-first order as mmengine, safe unpickling.
+"""
+import logging
+import os
+import os.path as osp
+from urllib.parse import urlparse
+
+import torch
+
+from ..utils.torch_features import torch_version
+from .allow_list import extra_safe_globals
+from .safe_load import safe_torch_load
+
+__all__ = ['install', 'TORCH_HAS_ALLOW_LIST', 'load_from_local', 'load_from_http']
+
+# ``add_safe_globals`` with ``(obj, 'module.name')`` pairs (needed for the restricted getattr)
+# and the weights_only default are both torch 2.6.
+TORCH_HAS_ALLOW_LIST = torch_version() >= (2, 6)
+
+
+def load_from_local(filename: str, map_location=None):
+    """mmengine's ``load_from_local``, unpickling safely."""
+    filename = osp.expanduser(filename)
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f'{filename} can not be found.')
+    return safe_torch_load(filename, map_location=map_location)
+
+
+def _download_to_hub_cache(url: str, model_dir=None, progress=False) -> str:
+    """Where ``torch.hub.load_state_dict_from_url`` keeps ``url``: downloaded once."""
+    model_dir = model_dir or osp.join(torch.hub.get_dir(), 'checkpoints')
+    os.makedirs(model_dir, exist_ok=True)
+    cached = osp.join(model_dir, osp.basename(urlparse(url).path))
+    if not osp.exists(cached):
+        torch.hub.download_url_to_file(url, cached, None, progress=progress)
+    return cached
+
+
+def load_from_http(filename: str, map_location=None, model_dir=None, progress=False):
+    """mmengine's ``load_from_http`` (local rank 0 downloads first), unpickling safely."""
+    from mmengine.dist import get_dist_info
+    rank, world_size = get_dist_info()
+    checkpoint = None
+    if rank == 0:
+        checkpoint = safe_torch_load(_download_to_hub_cache(filename, model_dir, progress),
+                                     map_location=map_location)
+    if world_size > 1:
+        torch.distributed.barrier()
+        if rank > 0:
+            checkpoint = safe_torch_load(_download_to_hub_cache(filename, model_dir, progress),
+                                         map_location=map_location)
+    return checkpoint
+
+
+def load_from_torchvision(filename: str, map_location=None):
+    """``torchvision://NAME`` (and the deprecated ``modelzoo://``), as mmengine resolves it."""
+    from mmengine.runner.checkpoint import get_torchvision_models
+    name = filename.split('://', 1)[1]
+    return load_from_http(get_torchvision_models()[name], map_location=map_location)
+
+
+def load_from_openmmlab(filename: str, map_location=None):
+    """``open-mmlab://NAME`` / ``openmmlab://NAME``, as mmengine resolves it."""
+    from mmengine.logging import print_log
+    from mmengine.runner.checkpoint import (_get_mmengine_home, get_deprecated_model_names,
+                                            get_external_models)
+    scheme, name = filename.split('://', 1)
+    deprecated = get_deprecated_model_names()
+    if name in deprecated:
+        print_log(f'{scheme}://{name} is deprecated in favor of {scheme}://{deprecated[name]}',
+                  logger='current', level=logging.WARNING)
+        name = deprecated[name]
+    url = get_external_models()[name]
+    if url.startswith(('http://', 'https://')):
+        return load_from_http(url, map_location=map_location)
+    return load_from_local(osp.join(_get_mmengine_home(), url), map_location=map_location)
+
+
+def load_from_mmcls(filename: str, map_location=None):
+    """``mmcls://NAME``, as mmengine resolves it."""
+    from mmengine.runner.checkpoint import _process_mmcls_checkpoint, get_mmcls_models
+    checkpoint = load_from_http(get_mmcls_models()[filename[8:]], map_location=map_location)
+    return _process_mmcls_checkpoint(checkpoint)
+
+
+_installed = False
+
+
+def install() -> None:
+    """Make every checkpoint mmengine loads unpickle safely (idempotent; see the module doc)."""
+    global _installed
+    if _installed:
+        return
+    try:
+        from mmengine.runner.checkpoint import CheckpointLoader
+    except ImportError:  # mmengine missing: only torch's allow-list
+        CheckpointLoader = None
+    if TORCH_HAS_ALLOW_LIST:
+        torch.serialization.add_safe_globals(
+            [obj if f'{getattr(obj, "__module__", "")}.{getattr(obj, "__qualname__", "")}' == name
+             else (obj, name) for name, obj in extra_safe_globals().items()])
+    if CheckpointLoader is not None:
+        if not TORCH_HAS_ALLOW_LIST:
+            CheckpointLoader.register_scheme('', load_from_local, force=True)
+        for prefixes, loader in ((('http://', 'https://'), load_from_http),
+                                 (('modelzoo://', 'torchvision://'), load_from_torchvision),
+                                 (('open-mmlab://', 'openmmlab://'), load_from_openmmlab),
+                                 ('mmcls://', load_from_mmcls)):
+            CheckpointLoader.register_scheme(prefixes, loader, force=True)
+    _installed = True

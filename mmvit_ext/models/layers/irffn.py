@@ -1,0 +1,158 @@
+"""CMT's inverted-residual FFN (DGT): ``fc1 -> GELU -> BN -> (+ dwconv -> GELU -> BN) -> fc2``.
+
+The ``lean`` form runs the middle as one autograd function that keeps two hidden activations
+(the fc1 output and the conv output) instead of six, and recomputes the cheap element-wise rest
+in backward: same numbers, same running-statistics updates. It applies when the norms are plain
+``nn.BatchNorm2d`` with running statistics (not SyncBatchNorm after
+``convert_sync_batchnorm``); the ``fast`` form runs the same ops one by one.
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ...attention.forms import dispatch, register
+from ...attention.shapes import accumulation_dtype
+
+__all__ = ['irffn_hidden', 'nchw', 'nhwc']
+
+
+def _acc(t: torch.Tensor) -> torch.Tensor:
+    return t.to(accumulation_dtype(t.dtype))
+
+
+def _bn_factor(bn: nn.BatchNorm2d) -> float:
+    """The running-average factor ``nn.BatchNorm2d.forward`` would use (and its counter step)."""
+    if bn.momentum is not None:
+        return bn.momentum
+    return 1.0 / float(bn.num_batches_tracked)
+
+
+def _bn_forward(x, bn: nn.BatchNorm2d, factor: float):
+    """BN of an NCHW view: output, and the mean / inverse std it normalised with."""
+    if bn.training:
+        y, mean, invstd = torch.ops.aten.native_batch_norm(
+            x, bn.weight, bn.bias, bn.running_mean, bn.running_var, True, factor, bn.eps)
+        return y, mean, invstd
+    mean, invstd = bn.running_mean, torch.rsqrt(bn.running_var + bn.eps)
+    return _bn_apply(x, mean, invstd, bn.weight, bn.bias), mean, invstd
+
+
+def _bn_apply(x, mean, invstd, weight, bias):
+    xf = _acc(x)
+    view = lambda t: t.to(xf.dtype)[None, :, None, None]  # noqa: E731
+    scale = view(weight) * view(invstd)
+    return torch.addcmul(view(bias) - view(mean) * scale, xf, scale).to(x.dtype)
+
+
+def nchw(t):  # (B, H, W, C) -> NCHW view (channels-last memory)
+    return t.permute(0, 3, 1, 2)
+
+
+def nhwc(t):  # NCHW -> (B, H, W, C) view
+    return t.permute(0, 2, 3, 1)
+
+
+class _IRFFNHiddenFunction(torch.autograd.Function):
+    """See :func:`irffn_hidden`. Non-tensor state (the modules, for their eps and running
+    statistics) travels in ``ctx``."""
+
+    @staticmethod
+    def forward(ctx, x, w1, b1, g1, be1, wd, bd, g2, be2, w2, b2, modules):
+        bn1, bn2, factors = modules
+        h0 = F.linear(x, w1, b1)  # autocast applies here as it does to nn.Linear
+        a = F.gelu(h0)
+        b, m1, r1 = _bn_forward(nchw(a), bn1, factors[0])
+        c = F.conv2d(b, wd, bd, 1, 1, 1, wd.shape[0])
+        e = F.gelu(c)
+        f, m2, r2 = _bn_forward(e, bn2, factors[1])
+        y = F.linear(nhwc(b + f), w2, b2)
+        ctx.modules = (bn1, bn2)
+        ctx.training = (bn1.training, bn2.training)
+        ctx.conv_dtype = c.dtype
+        ctx.save_for_backward(x, h0, c, m1, r1, m2, r2, w1, g1, be1, wd, g2, be2, w2)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        # autocast off: the dtypes below are the forward's, chosen explicitly
+        with torch.autocast(device_type=grad_y.device.type, enabled=False):
+            return _IRFFNHiddenFunction._backward(ctx, grad_y)
+
+    @staticmethod
+    def _backward(ctx, grad_y):
+        x, h0, c, m1, r1, m2, r2, w1, g1, be1, wd, g2, be2, w2 = ctx.saved_tensors
+        bn1, bn2 = ctx.modules
+        dt = h0.dtype
+        hidden = h0.shape[-1]
+        # recompute the element-wise part from the two kept activations
+        a = F.gelu(h0)
+        b = _bn_apply(nchw(a), m1, r1, g1, be1)
+        e = F.gelu(c)
+        g = b + _bn_apply(e, m2, r2, g2, be2)  # NCHW view
+        gy = grad_y.reshape(-1, grad_y.shape[-1]).to(dt)
+        g_rows = nhwc(g).reshape(-1, hidden)
+        grad_w2 = (gy.t() @ g_rows).to(w2.dtype)
+        grad_b2 = gy.sum(0).to(w2.dtype)
+        del g, g_rows
+        gg = nchw((gy @ w2.to(dt)).reshape(h0.shape))  # d loss / d (b + f)
+        ge, grad_g2, grad_be2 = torch.ops.aten.native_batch_norm_backward(
+            gg, e, g2, bn2.running_mean, bn2.running_var, m2, r2, ctx.training[1], bn2.eps,
+            [True, True, True])
+        del e
+        gc = torch.ops.aten.gelu_backward(ge.to(c.dtype), c)
+        del ge
+        gb, grad_wd, grad_bd = torch.ops.aten.convolution_backward(
+            gc, b.to(ctx.conv_dtype), wd.to(ctx.conv_dtype), [hidden], [1, 1], [1, 1], [1, 1],
+            False, [0, 0], hidden, [True, True, True])
+        del gc, b
+        gb = gb.to(dt) + gg
+        del gg
+        ga, grad_g1, grad_be1 = torch.ops.aten.native_batch_norm_backward(
+            gb, nchw(a), g1, bn1.running_mean, bn1.running_var, m1, r1, ctx.training[0],
+            bn1.eps, [True, True, True])
+        del gb, a
+        gh = nhwc(torch.ops.aten.gelu_backward(ga.to(dt), nchw(h0))).reshape(-1, hidden)
+        del ga
+        grad_x = (gh @ w1.to(dt)).reshape(x.shape).to(x.dtype)
+        grad_w1 = (gh.t() @ x.reshape(-1, x.shape[-1]).to(dt)).to(w1.dtype)
+        grad_b1 = gh.sum(0).to(w1.dtype)
+        return (grad_x, grad_w1, grad_b1, grad_g1.to(g1.dtype), grad_be1.to(be1.dtype),
+                grad_wd.to(wd.dtype), grad_bd.to(wd.dtype), grad_g2.to(g2.dtype),
+                grad_be2.to(be2.dtype), grad_w2, grad_b2, None)
+
+
+def irffn_hidden(x: torch.Tensor, fc1: nn.Linear, bn1: nn.BatchNorm2d, dwconv: nn.Conv2d,
+                 bn2: nn.BatchNorm2d, fc2: nn.Linear) -> torch.Tensor:
+    """``fc2(h + BN2(GELU(dwconv(h))))`` with ``h = BN1(GELU(fc1(x)))``; ``x``: ``(B, H, W, C)``,
+    in the chosen form."""
+    return dispatch('irffn', x, fc1, bn1, dwconv, bn2, fc2)
+
+
+@register('irffn', 'fast')
+def irffn_hidden_plain(x, fc1, bn1, dwconv, bn2, fc2):
+    h = bn1(nchw(F.gelu(fc1(x))))
+    h = h + bn2(F.gelu(dwconv(h)))
+    return fc2(nhwc(h))
+
+
+def _params(fc1, bn1, dwconv, bn2, fc2):
+    return [fc1.weight, fc1.bias, bn1.weight, bn1.bias, dwconv.weight, dwconv.bias,
+            bn2.weight, bn2.bias, fc2.weight, fc2.bias]
+
+
+def _lean_applies(x, fc1, bn1, dwconv, bn2, fc2):
+    plain_norms = all(type(m) is nn.BatchNorm2d and m.track_running_stats and m.affine
+                      for m in (bn1, bn2))
+    return plain_norms and x.numel() > 0 and all(p is not None
+                                                 for p in _params(fc1, bn1, dwconv, bn2, fc2))
+
+
+@register('irffn', 'lean', available=_lean_applies)
+def irffn_hidden_lean(x, fc1, bn1, dwconv, bn2, fc2):
+    factors = []
+    for bn in (bn1, bn2):
+        if bn.training:
+            bn.num_batches_tracked.add_(1)  # what nn.BatchNorm2d.forward does
+        factors.append(_bn_factor(bn) if bn.training else 0.)
+    return _IRFFNHiddenFunction.apply(x, *_params(fc1, bn1, dwconv, bn2, fc2),
+                                      (bn1, bn2, tuple(factors)))

@@ -1,0 +1,102 @@
+"""The one seam that decides how each operator runs (mmvit_ext.attention.forms)."""
+import pytest
+import torch
+import torch.nn as nn
+
+from mmvit_ext.attention import attention_form, choose, forms, implementations, register
+from mmvit_ext.attention.msda import dilated_local_attention
+from mmvit_ext.models.layers.irffn import irffn_hidden
+
+
+def _qkv(requires_grad=False, device='cpu'):
+    return [torch.randn(1, 2, 4, 5, 6, device=device, requires_grad=requires_grad)
+            for _ in range(3)]
+
+
+def test_the_default_rule_fast_traceable_lean(monkeypatch):
+    monkeypatch.setattr(forms, '_MEMORY_LEAN_ENV', None)  # as without MMVIT_MEMORY_LEAN
+    q, k, v = _qkv(requires_grad=True)
+    assert choose('msda', q, k, v, 3, 1, 1.).form == 'fast'
+    # training on an accelerator ('meta' stands in: any device but the CPU): memory-lean
+    x = torch.randn(2, 6, device='meta', requires_grad=True)
+    assert choose('dg.attention', x, x, x, None, 1.).form == 'lean'
+    with torch.no_grad():  # no gradient: nothing to save memory on
+        assert choose('dg.attention', x, x, x, None, 1.).form == 'fast'
+    y = torch.randn(2, 6, requires_grad=True)  # training on the CPU
+    assert choose('dg.attention', y, y, y, None, 1.).form == 'fast'
+    monkeypatch.setattr(forms, '_MEMORY_LEAN_ENV', True)  # MMVIT_MEMORY_LEAN=1
+    assert choose('dg.attention', y, y, y, None, 1.).form == 'lean'
+
+
+def test_tracers_get_the_traceable_forms_without_being_asked():
+    class Wrap(nn.Module):
+        def forward(self, q, k, v):
+            return dilated_local_attention(q, k, v, 3, 2, 0.5)
+
+    traced = torch.jit.trace(Wrap(), tuple(_qkv()))
+    assert '_DilatedLocalAttention' not in str(traced.inlined_graph)  # the fast form's function
+    with attention_form('fast'):  # asked for explicitly (the FLOP counter): the request wins
+        traced = torch.jit.trace(Wrap(), tuple(_qkv()))
+    assert '_DilatedLocalAttention' in str(traced.inlined_graph)
+
+    class Irffn(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layers = nn.ModuleList([nn.Linear(4, 8), nn.BatchNorm2d(8),
+                                         nn.Conv2d(8, 8, 3, 1, 1, groups=8), nn.BatchNorm2d(8),
+                                         nn.Linear(8, 4)])
+
+        def forward(self, t):
+            return irffn_hidden(t, *self.layers)
+
+    graph = str(torch.jit.trace(Irffn(), torch.randn(1, 3, 3, 4, requires_grad=True))
+                .inlined_graph)
+    assert '_IRFFNHiddenFunction' not in graph and 'batch_norm' in graph
+
+
+def test_blocks_nest_and_unknown_forms_are_refused():
+    q, k, v = _qkv()
+    with attention_form('reference'):
+        assert choose('msda', q, k, v, 3, 1, 1.).form == 'reference'
+        with attention_form('traceable'):
+            assert choose('msda', q, k, v, 3, 1, 1.).form == 'traceable'
+        assert choose('msda', q, k, v, 3, 1, 1.).form == 'reference'
+        # an operator without the form asked for runs its fast one
+        assert choose('zero_pad', q, (0, 0)).form == 'fast'
+    assert forms.requested_forms() == ()
+    with pytest.raises(ValueError, match='attention_form takes forms'):
+        with attention_form('quick'):
+            pass
+    with pytest.raises(KeyError, match="no operator 'nope'"):
+        choose('nope')
+
+
+def test_a_backend_is_one_registration_and_wins_where_available():
+    """What adding a backend takes (docs/en/architecture.md): register it under a form, with
+    a priority and an availability test; the seam picks it where it can run."""
+    calls = []
+
+    @register('msda', 'fast', name='test_backend', priority=10,
+              available=lambda q, *a: q.dtype == torch.float64)
+    def test_backend(q, k, v, kernel_size, dilation, scale):
+        calls.append(q.dtype)
+        return torch.zeros_like(q)
+
+    try:
+        q, k, v = _qkv()
+        dilated_local_attention(q, k, v, 3, 1, 1.)  # float32: not available, our own fast form
+        assert calls == []
+        out = dilated_local_attention(q.double(), k.double(), v.double(), 3, 1, 1.)
+        assert calls == [torch.float64] and not out.any()
+        with attention_form('reference'):  # the reference is still the reference
+            dilated_local_attention(q.double(), k.double(), v.double(), 3, 1, 1.)
+        assert len(calls) == 1
+    finally:
+        forms._TABLE['msda']['fast'] = [e for e in forms._TABLE['msda']['fast']
+                                        if e.name != 'test_backend']
+    assert [e.name for e in implementations('msda')['fast']] == ['dilated_local_attention_fast']
+
+
+def test_every_operator_has_a_fast_form():
+    for op in forms._TABLE:
+        assert implementations(op).get('fast'), op
