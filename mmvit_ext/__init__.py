@@ -37,6 +37,10 @@ if _openmmlab_installed():
         torchvision_shim.ensure_importable()
 
         from . import models  # noqa: F401  (registry entries; first: the others use it)
+        from .models.identify import refuse_nonfinite_checkpoints_of_ours
+
+        # the frameworks' own entry points refuse NaN / Inf anywhere in our models' checkpoints
+        loader_schemes.register_load_check(refuse_nonfinite_checkpoints_of_ours)
         from . import datasets, engine  # noqa: F401
         from .apis import model_index
 

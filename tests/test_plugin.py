@@ -62,12 +62,11 @@ def test_import_changes_no_attribute_of_the_frameworks():
         module, name = key.rsplit('.', 1)
         assert f'{module}.{name}' in sys.modules or name.startswith('_') or \
             name in ('datasets', 'models', 'apis'), key
-    # the documented exception: how checkpoints are unpickled. URL schemes on every torch; the
-    # local loader only where torch has no allow-list (< 2.6)
+    # the documented exception: how checkpoints are unpickled (the local loader and the URL
+    # schemes, on every torch)
     urls = ['http://', 'https://', 'mmcls://', 'modelzoo://', 'open-mmlab://', 'openmmlab://',
             'torchvision://']
-    from mmvit_ext.checkpoints.loader_schemes import TORCH_HAS_ALLOW_LIST
-    assert result['schemes'] == sorted(urls + ([] if TORCH_HAS_ALLOW_LIST else ['']))
+    assert result['schemes'] == sorted(urls + [''])
 
 
 _PLAIN_MMDET = '''

@@ -162,6 +162,13 @@ def test_protocol_4_and_legacy_checkpoints_load(tmp_path):
         pickle.dump({'w': [1.0, 2.0]}, f, protocol=4)
     with pytest.raises(CorruptCheckpointError, match='written by pickle.dump, not by torch.save'):
         safe_torch_load(str(tmp_path / 'plain.pkl'))
+    # the same through mmengine's own loader (the frameworks' tools, load_from, --resume), which
+    # ended in torch's 'Unsupported operand 149' traceback on torch >= 2.6
+    for name in ('p4.pth', 'legacy.pth'):
+        loaded = CheckpointLoader.load_checkpoint(str(tmp_path / name), map_location='cpu')
+        assert torch.equal(loaded['state_dict']['weight'], sd['weight'])
+    with pytest.raises(CorruptCheckpointError, match='written by pickle.dump, not by torch.save'):
+        CheckpointLoader.load_checkpoint(str(tmp_path / 'plain.pkl'))
 
 
 def test_harmless_standard_types_in_meta_load(tmp_path):
@@ -413,6 +420,22 @@ def det_checkpoints(tmp_path_factory):
     return dict(dgt=str(root / 'dgt_detector.pth'), nan=str(root / 'nan_detector.pth'))
 
 
+@contextlib.contextmanager
+def _serving(folder):
+    """An HTTP server on 127.0.0.1 serving ``folder``; yields its base URL."""
+    import functools
+    import http.server
+    import threading
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=folder)
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f'http://127.0.0.1:{server.server_address[1]}'
+    finally:
+        server.shutdown()
+
+
 def _data_options(small_data):
     root = small_data['coco'] + '/'
     return [f'{p}_dataloader.dataset.data_root={root}' for p in ('train', 'val', 'test')] + [
@@ -420,9 +443,29 @@ def _data_options(small_data):
 
 
 @pytest.mark.parametrize('case', ['test.py other family', 'test.py NaN', 'train.py load_from',
-                                  'mim test other family', 'mim test mmdet other family'])
+                                  'mim test other family', 'mim test mmdet other family',
+                                  'test.py a pickle that runs code', 'train.py --resume a pickle '
+                                  'that runs code', 'test.py over http'])
 def test_checkpoint_entry_points_refuse_with_exit_1(case, det_checkpoints, small_data, tmp_path):
     opts = _data_options(small_data)
+    marker = tmp_path / 'ran'
+    if 'runs code' in case:  # our one line, not torch's traceback advising weights_only=False
+        evil = tmp_path / 'evil.pth'
+        torch.save(dict(state_dict={}, x=_RunsCommandOnLoad(marker)), evil)
+        cmd = ([sys.executable, 'tools/test.py', DET_CFG, str(evil)] if 'test.py' in case else
+               [sys.executable, 'tools/train.py', DET_CFG, '--resume', str(evil)])
+        code, out = _run(cmd + ['--work-dir', str(tmp_path / 'w'), '--cfg-options', *opts])
+        _one_line_error(code, out, r'Refusing to load .*evil\.pth: it pickles posix\.system')
+        assert 'weights_only' not in out and not marker.exists(), out[-3000:]
+        return
+    if case == 'test.py over http':  # mmdet's tools take URLs: through the safe loader too
+        with _serving(osp.dirname(det_checkpoints['dgt'])) as url:
+            code, out = _run([sys.executable, 'tools/test.py', DET_CFG,
+                              f'{url}/{osp.basename(det_checkpoints["dgt"])}', '--work-dir',
+                              str(tmp_path), '--cfg-options', *opts],
+                             env=dict(run_env(), TORCH_HOME=str(tmp_path / 'hub')))
+        _one_line_error(code, out, r'holds a DGT-T backbone; the config builds DilateFormer')
+        return
     if case.startswith('test.py'):
         ckpt = det_checkpoints['nan' if 'NaN' in case else 'dgt']
         cmd = [sys.executable, 'tools/test.py', DET_CFG, ckpt, '--work-dir', str(tmp_path),
@@ -556,6 +599,26 @@ def test_resume_falls_back_to_the_newest_intact_checkpoint(small_data, tmp_path,
             f.truncate(100)
     with pytest.raises(CorruptCheckpointError, match='no checkpoint in .* can be read'):
         find_resumable_checkpoint(str(tmp_path))
+
+
+def test_resume_takes_the_newest_by_what_the_checkpoints_record(small_data, tmp_path):
+    """Not by the largest number in a file name: a backup of iteration 4 named
+    ``backup_epoch_1_20261204.pth`` beside iter_4/8/12 (and no last_checkpoint) had been chosen,
+    epochs 2-3 retrained and iter_12.pth overwritten. A checkpoint refused for NaN optimizer
+    state names the newest intact one (not itself)."""
+    import shutil
+    _runner(small_data, tmp_path, epochs=3, ckpt_every=4).train()
+    shutil.copy(tmp_path / 'iter_4.pth', tmp_path / 'backup_epoch_1_20261204.pth')
+    (tmp_path / 'last_checkpoint').unlink()
+    assert find_resumable_checkpoint(str(tmp_path)) == str(tmp_path / 'iter_12.pth')
+    ckpt = safe_torch_load(str(tmp_path / 'iter_12.pth'))
+    state = next(iter(ckpt['optimizer']['state'].values()))
+    state['exp_avg'].view(-1)[0] = float('nan')
+    torch.save(ckpt, tmp_path / 'iter_12.pth')
+    with pytest.raises(NonFiniteStateError, match=r'iter_12\.pth holds NaN/Inf optimizer state'
+                       r'.*The newest intact one is .*iter_8\.pth: resume with --resume '
+                       r'.*iter_8\.pth'):
+        _runner(small_data, tmp_path, epochs=4, resume=True).train()
 
 
 def _log_text(work_dir):
@@ -756,7 +819,56 @@ _BAD_VALUES = {
                      r'work: it must be a whole number of images per process >= 1'),
     'lr=abc': ('optim_wrapper.optimizer.lr=abc', r"optim_wrapper\.optimizer\.lr='abc' cannot "
                r'work: it must be a number >= 0'),
+    'dilations=[]': ('model.backbone.dilations=[]', r'dilations=\[\]: give one whole-number '
+                     r'dilation >= 1 per head group'),
+    'dilations=[0,1,2]': ('model.backbone.dilations=[0,1,2]', r'every dilation must be a whole '
+                          r'number >= 1 \(got 0\)'),
+    'dilations=abc': ('model.backbone.dilations=abc', r"dilations='abc': give one whole-number"),
+    'dilations=[1.5,2,3]': ('model.backbone.dilations=[1.5,2,3]', r'every dilation must be a '
+                            r'whole number >= 1 \(got 1\.5\)'),
+    'kernel_size=4': ('model.backbone.kernel_size=4', r'kernel_size=4: MSDA windows are centred '
+                      r'on the query, so the size must be an odd whole number'),
+    'attn_types unknown': ('model.backbone.attn_types=[msda,msda,local,global]',
+                           r"attn_types=.*each stage takes 'msda' or 'global', not 'local'"),
+    'mlp_ratio=-1': ('model.backbone.mlp_ratio=-1', r'DilateFormer mlp_ratio=-1 cannot work: it '
+                     r'must be a number in \(0, 64\]'),
+    'with_cp=yes': ('model.backbone.with_cp=yes', r"model\.backbone\.with_cp='yes' cannot work: "
+                    r'it must be True or False'),
+    'max_norm=abc': ('optim_wrapper.clip_grad.max_norm=abc',
+                     r"optim_wrapper\.clip_grad\.max_norm='abc' cannot work: it must be a "
+                     r'number > 0'),
+    'seed=abc': ('randomness.seed=abc', r"randomness\.seed='abc' cannot work: it must be a "
+                 r'whole number >= 0'),
+    'out_indices=3': ('model.backbone.out_indices=3', r'model\.backbone\.out_indices=3 gives 1 '
+                      r'feature map\(s\), and model\.neck\.in_channels=.* expects 4'),
 }
+
+_BAD_BACKBONES = {  # built through the registry, as a config builds them
+    'SGFormer window_size=0': (dict(type='SGFormer', window_size=0), r'window_size=0: the side'),
+    'SGFormer window_size=-7': (dict(type='SGFormer', window_size=-7), r'window_size=-7'),
+    'SGFormer window_size=1000': (dict(type='SGFormer', window_size=1000),
+                                  r'window_size=1000: .*a whole number in 1\.\.64'),
+    'QnAViT window_sizes 0': (dict(type='QnAViT', window_sizes=(0, 0, 0, 7)),
+                              r'window_size=0: a whole number of tokens in 1\.\.256'),
+    'QnAViT window_sizes -1': (dict(type='QnAViT', window_sizes=(0, 0, -1, 7)),
+                               r'window_size=-1'),
+    'QnAViT msa_modes unknown': (dict(type='QnAViT', msa_modes=('window', ) * 3 + ('local', )),
+                                 r"WindowMSA mode must be 'window' or 'global', got 'local'"),
+    'DGT kmeans_iters=2.5': (dict(type='DGT', kmeans_iters=2.5),
+                             r'kmeans_iters=2\.5: a whole number >= 0'),
+    'DGT kmeans_iters=-1': (dict(type='DGT', kmeans_iters=-1), r'kmeans_iters=-1'),
+}
+
+
+@pytest.mark.parametrize('case', sorted(_BAD_BACKBONES))
+def test_bad_backbone_arguments_are_refused_when_the_model_is_built(case):
+    from mmvit_ext.errors import refusal_message
+    from mmvit_ext.models.registry import MODELS
+    cfg, pattern = _BAD_BACKBONES[case]
+    with pytest.raises(Exception) as err:
+        MODELS.build(cfg)
+    message = refusal_message(err.value)
+    assert message is not None and re.search(pattern, message), (type(err.value), err.value)
 
 
 def _config_with(option):
@@ -844,8 +956,8 @@ def test_the_inference_apis_refuse_another_family_and_nan_weights(api, det_check
                        r"\('backbone\.\*'\) does not fit DilateFormer: .*It holds a DGT-T "
                        'backbone'):
         load(det_checkpoints['dgt'])
-    with pytest.raises(NonFiniteCheckpointError, match=r"the checkpoint's backbone part .* holds "
-                       r'NaN/Inf values in 1 of \d+ tensors: stem\.0\.weight'):
+    with pytest.raises(NonFiniteCheckpointError, match=r'nan_detector\.pth holds NaN/Inf values '
+                       r'in 1 of \d+ tensors: backbone\.stem\.0\.weight'):
         load(det_checkpoints['nan'])
 
 
@@ -855,3 +967,58 @@ def test_get_model_with_weights_refuses_a_checkpoint_of_another_family(tmp_path)
     with pytest.raises(CheckpointMismatchError, match=r'does not fit DilateFormer.*It holds a '
                        r'DGT-T backbone'):
         get_model('dilateformer-t_8xb128_in1k', pretrained=path)
+
+
+_SEG_CFG = 'configs/_small_/dilateformer-demo_upernet_small-ade20k.py'
+
+
+@pytest.mark.parametrize('entry', ['init_detector', 'DetInferencer', 'apis.inferencer',
+                                   'mmseg init_model', 'mmpretrain get_model'])
+def test_every_inference_entry_refuses_nan_or_inf_outside_the_backbone(entry, tmp_path):
+    """The frameworks' own entry points load through mmengine's loader, whose local scheme checks
+    a checkpoint of one of our models everywhere (a NaN neck returned 6 detections, an Inf head
+    none, with no word); a plain model's checkpoint is left alone."""
+    from mmengine.config import Config
+
+    from mmvit_ext.apis import build_model_from_cfg
+    config = {'mmseg init_model': _SEG_CFG}.get(entry, DET_CFG)
+    if entry == 'mmpretrain get_model':
+        config = 'configs/_small_/dilateformer-demo_small-imagenet.py'
+    cfg = Config.fromfile(osp.join(REPO, config))
+    torch.manual_seed(0)
+    model, _ = build_model_from_cfg(cfg)
+    sd = {k: v.clone() for k, v in model.state_dict().items()}
+    outside = [k for k in sd if not k.startswith('backbone.') and sd[k].is_floating_point()]
+    key = outside[-1]  # the last head layer
+    sd[key].view(-1)[0] = float('inf') if entry.endswith('get_model') else float('nan')
+    path = str(tmp_path / 'bad.pth')
+    torch.save({'state_dict': sd, 'meta': {}}, path)
+    with pytest.raises(NonFiniteCheckpointError, match=rf'bad\.pth holds NaN/Inf values in 1 of '
+                       rf'\d+ tensors: {re.escape(key)}'):
+        if entry == 'init_detector':
+            from mmdet.apis import init_detector
+            init_detector(cfg, path, device='cpu')
+        elif entry == 'DetInferencer':
+            from mmdet.apis import DetInferencer
+            DetInferencer(model=cfg, weights=path, device='cpu')
+        elif entry == 'apis.inferencer':
+            from mmvit_ext.apis import inferencer
+            inferencer(osp.join(REPO, config), weights=path, device='cpu')
+        elif entry == 'mmseg init_model':
+            from mmseg.apis import init_model
+            init_model(cfg, path, device='cpu')
+        else:
+            from mmpretrain import get_model
+            get_model(cfg, pretrained=path)
+
+
+def test_a_plain_models_checkpoint_is_left_alone():
+    """Not ours: mmengine's loader returns it as without mmvit_ext (NaN included)."""
+    from mmengine.runner.checkpoint import load_checkpoint
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2))
+    sd = {'0.weight': torch.full((2, 3), float('nan')), '0.bias': torch.zeros(2)}
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        torch.save({'state_dict': sd}, osp.join(tmp, 'plain.pth'))
+        load_checkpoint(model, osp.join(tmp, 'plain.pth'))
+    assert torch.isnan(model[0].weight).all()

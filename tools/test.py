@@ -86,7 +86,7 @@ def _enable_tta(cfg):
 def main():
     args = parse_args()
     cfg = load_config(args)
-    if not osp.isfile(args.checkpoint):
+    if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):  # URLs: the safe loader
         sys.exit(f'error: checkpoint {args.checkpoint} not found')
     cfg.load_from = args.checkpoint
     if args.show or args.show_dir:

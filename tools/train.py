@@ -56,7 +56,7 @@ def main():
         cfg.resume = True
         cfg.load_from = None
     elif args.resume is not None:
-        if not osp.isfile(args.resume):
+        if '://' not in args.resume and not osp.isfile(args.resume):  # URLs: the safe loader
             sys.exit(f'error: --resume checkpoint {args.resume} not found')
         cfg.resume = True
         cfg.load_from = args.resume

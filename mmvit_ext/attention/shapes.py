@@ -1,9 +1,9 @@
 """Size arithmetic and padding shared by the operators and the backbones.
 
-``zero_pad`` (and ``pad_hw``) and ``crop_hw`` are operators with two forms: the fast one skips the pad (or takes a
-view) when the size already fits; the traceable one always pads (by zero where nothing is
-needed) and crops with ``index_select``, so that a traced graph holds no test of a size, which
-would be frozen into it at the example's value.
+``zero_pad`` (and ``pad_hw``) and ``crop_hw`` are operators with two forms: the fast one skips
+the pad (or takes a view) when the size already fits; the traceable one always pads (by zero
+where nothing is needed) and crops with ``index_select``, so that a traced graph holds no test
+of a size, which would be frozen into it at the example's value.
 """
 from typing import Optional
 

@@ -137,4 +137,3 @@ restricted_pickle = types.ModuleType('mmvit_ext_restricted_pickle')
 restricted_pickle.Unpickler = _RestrictedUnpickler
 restricted_pickle.load = _restricted_load
 restricted_pickle.UnpicklingError = pickle.UnpicklingError
-

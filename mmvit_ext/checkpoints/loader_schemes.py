@@ -3,19 +3,27 @@
 :func:`install` (run by ``import mmvit_ext``) is the one process-wide change the package makes, and
 it changes only how checkpoints are unpickled, for every model alike:
 
-* torch >= 2.6: the extra types of :mod:`.allow_list` are added to torch's own allow-list
-  (``torch.serialization.add_safe_globals``), so mmengine's unchanged local loader reads Runner
-  checkpoints;
-* torch < 2.6: the local loader is registered with mmengine's ``CheckpointLoader.register_scheme``:
-  it behaves like mmengine's (same lookup, same ``FileNotFoundError``) but unpickles safely;
-* every torch: the URL schemes (``https://``, ``torchvision://``, ``open-mmlab://``, ``mmcls://``),
+* the local loader is registered with mmengine's ``CheckpointLoader.register_scheme``: it
+  behaves like mmengine's (same lookup, same ``FileNotFoundError``) but unpickles through the
+  allow-list, refuses an unsafe or damaged file in one line (torch's own ``weights_only`` loader
+  ends in a traceback that advises ``weights_only=False``), and reads protocol-4 pickles;
+* torch >= 2.6: the extra types of :mod:`.allow_list` are also added to torch's own allow-list
+  (``torch.serialization.add_safe_globals``), for code that calls ``torch.load`` directly;
+* the URL schemes (``https://``, ``torchvision://``, ``open-mmlab://``, ``mmcls://``),
   which mmengine reads through ``torch.hub.load_state_dict_from_url`` (full unpickling), are
   registered the same way: same download, cache (``torch.hub.get_dir()/checkpoints``) and
   rank-0-first order as mmengine, safe unpickling.
+
+What these loaders read is also passed to the checks registered with
+:func:`register_load_check` (``mmvit_ext.models`` registers one: a checkpoint that holds one of
+our backbones must be finite everywhere, neck and heads included), so the frameworks' own entry
+points (``init_detector``, ``init_model``, the inferencers, ``get_model(pretrained=...)``) refuse
+what ``tools/test.py`` refuses; a checkpoint of any other model is returned as it is.
 """
 import logging
 import os
 import os.path as osp
+from typing import Any, Callable, List
 from urllib.parse import urlparse
 
 import torch
@@ -24,11 +32,29 @@ from ..utils.torch_features import torch_version
 from .allow_list import extra_safe_globals
 from .safe_load import safe_torch_load
 
-__all__ = ['install', 'TORCH_HAS_ALLOW_LIST', 'load_from_local', 'load_from_http']
+__all__ = ['install', 'TORCH_HAS_ALLOW_LIST', 'load_from_local', 'load_from_http',
+           'register_load_check']
 
 # ``add_safe_globals`` with ``(obj, 'module.name')`` pairs (needed for the restricted getattr)
 # and the weights_only default are both torch 2.6.
 TORCH_HAS_ALLOW_LIST = torch_version() >= (2, 6)
+
+
+_LOAD_CHECKS: List[Callable[[Any, str], None]] = []
+
+
+def register_load_check(check: Callable[[Any, str], None]) -> Callable:
+    """Run ``check(checkpoint, filename)`` on every checkpoint the loaders below return (it
+    raises to refuse one)."""
+    if check not in _LOAD_CHECKS:
+        _LOAD_CHECKS.append(check)
+    return check
+
+
+def _checked(checkpoint, filename: str):
+    for check in _LOAD_CHECKS:
+        check(checkpoint, filename)
+    return checkpoint
 
 
 def load_from_local(filename: str, map_location=None):
@@ -36,7 +62,7 @@ def load_from_local(filename: str, map_location=None):
     filename = osp.expanduser(filename)
     if not osp.isfile(filename):
         raise FileNotFoundError(f'{filename} can not be found.')
-    return safe_torch_load(filename, map_location=map_location)
+    return _checked(safe_torch_load(filename, map_location=map_location), filename)
 
 
 def _download_to_hub_cache(url: str, model_dir=None, progress=False) -> str:
@@ -62,7 +88,7 @@ def load_from_http(filename: str, map_location=None, model_dir=None, progress=Fa
         if rank > 0:
             checkpoint = safe_torch_load(_download_to_hub_cache(filename, model_dir, progress),
                                          map_location=map_location)
-    return checkpoint
+    return _checked(checkpoint, filename)
 
 
 def load_from_torchvision(filename: str, map_location=None):
@@ -113,8 +139,7 @@ def install() -> None:
             [obj if f'{getattr(obj, "__module__", "")}.{getattr(obj, "__qualname__", "")}' == name
              else (obj, name) for name, obj in extra_safe_globals().items()])
     if CheckpointLoader is not None:
-        if not TORCH_HAS_ALLOW_LIST:
-            CheckpointLoader.register_scheme('', load_from_local, force=True)
+        CheckpointLoader.register_scheme('', load_from_local, force=True)
         for prefixes, loader in ((('http://', 'https://'), load_from_http),
                                  (('modelzoo://', 'torchvision://'), load_from_torchvision),
                                  (('open-mmlab://', 'openmmlab://'), load_from_openmmlab),

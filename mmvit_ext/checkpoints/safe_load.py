@@ -30,19 +30,21 @@ _CORRUPT_HINTS = ('corrupt', 'EOF', 'PytorchStreamReader', 'central directory', 
                   'magic number', 'invalid header')
 
 
-def safe_torch_load(f, map_location=None) -> Any:
-    """``torch.load`` that refuses pickled code and names what a damaged file is.
+def safe_torch_load(f, map_location=None, mmap: bool = False) -> Any:
+    """``torch.load`` that refuses pickled code and names what a damaged file is. ``mmap``:
+    map a zip checkpoint's tensors instead of reading them, and skip the whole-file CRC check
+    (for reading its ``meta`` only).
 
     Raises:
         CorruptCheckpointError: the file is empty, truncated, damaged or not a torch file.
         UnsafeCheckpointError: the file pickles an object outside the allow-list (named).
     """
     name = os.fspath(f) if isinstance(f, (str, os.PathLike)) else getattr(f, 'name', '<buffer>')
-    if isinstance(f, (str, os.PathLike)):
+    if isinstance(f, (str, os.PathLike)) and not mmap:
         check_readable(name)
     try:
         return torch.load(f, map_location=map_location, weights_only=False,
-                          pickle_module=restricted_pickle)
+                          pickle_module=restricted_pickle, **({'mmap': True} if mmap else {}))
     except pickle.UnpicklingError as e:
         found = re.search(r'GLOBAL ([\w.]+)', str(e)) or re.search(
             r'checkpoint asks for (getattr\([^)]*\))', str(e))
@@ -72,4 +74,3 @@ def _short_reason(e: BaseException) -> str:
     lines = [line.strip() for line in str(e).splitlines() if line.strip()]
     useful = [line for line in lines if any(h in line for h in _CORRUPT_HINTS)]
     return (useful or lines or [type(e).__name__])[0][:160]
-

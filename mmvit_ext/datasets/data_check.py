@@ -93,7 +93,7 @@ def check_dataset_paths(cfg, phases: Sequence[str] = ('train', 'val', 'test')) -
                 if osp.abspath(ann) not in missing:
                     missing.append(osp.abspath(ann))
                 where = f'{phase}_evaluator' + (f'[{i}]' if len(_evaluators(cfg, phase)) > 1
-                                                 else '')
+                                                else '')
                 keys.append(f'{where}.ann_file (now {ann!r})')
     if not needed:
         return

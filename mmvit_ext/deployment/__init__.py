@@ -19,7 +19,8 @@ line on older torch.
 from . import rewrites  # noqa: F401  (registers the export rewrites)
 from .adaptive_pooling import (PlainAdaptiveAvgPool2d, plain_adaptive_avg_pool2d,
                                swap_adaptive_pooling)
-from .checks import check_size, example_image, median_latency, module_input, resized
+from .checks import (check_export_memory, check_size, example_image, median_latency, module_input,
+                     resized)
 from .compare import (NEAR_TIE, PERTURBATION, as_tuple, label_agreement, match_detections,
                       max_relative_differences, near_tie, self_drift)
 from .export import (build_for_export, check_detector_opset, export_metadata, export_onnx,
@@ -37,4 +38,4 @@ __all__ = ['NEAR_TIE', 'PERTURBATION', 'as_tuple', 'label_agreement', 'match_det
            'used_operators', 'PlainAdaptiveAvgPool2d', 'check_detector_opset', 'exporting',
            'plain_adaptive_avg_pool2d', 'swap_adaptive_pooling', 'OnnxModel',
            'detections_to_sample', 'paste_masks', 'ModelFileError', 'check_metadata',
-           'read_metadata', 'TASKS', 'Task', 'task_for_scope', 'task_named']
+           'read_metadata', 'TASKS', 'Task', 'task_for_scope', 'task_named', 'check_export_memory']

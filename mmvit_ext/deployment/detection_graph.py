@@ -145,8 +145,9 @@ def extract_rois(extractor, feats, rois):
             raise NotImplementedError(f'export supports mmcv RoIAlign with pool_mode avg, got '
                                       f'pool_mode={layer.pool_mode}, '
                                       f'use_torchvision={layer.use_torchvision}')
-        return nms_roi_align.roi_align(feat, rois, layer.output_size[0], layer.output_size[1],
-                             layer.spatial_scale, layer.sampling_ratio, layer.aligned)
+        return nms_roi_align.roi_align(feat, rois, layer.output_size[0],
+                                       layer.output_size[1], layer.spatial_scale,
+                                       layer.sampling_ratio, layer.aligned)
     if len(feats) == 1:
         return pool(extractor.roi_layers[0], feats[0])
     levels = extractor.map_roi_levels(rois, len(feats))

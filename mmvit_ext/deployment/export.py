@@ -2,12 +2,15 @@
 task, ``torch.export`` programs with free height and width, and the ONNX file with its
 metadata (what ``tools/deployment/export_onnx.py`` runs)."""
 import json
+import os
+import os.path as osp
 import warnings
 from typing import List, Optional, Tuple
 
 import torch
 import torch.nn as nn
 
+from ..utils.atomic import atomic_write
 from ..utils.torch_features import require
 from .adaptive_pooling import swap_adaptive_pooling
 from .compare import as_tuple
@@ -26,12 +29,12 @@ def build_for_export(config: str, checkpoint: Optional[str] = None):
     from mmengine.config import Config
 
     from ..apis import build_model_from_cfg, resolve_config_path
-    from ..checkpoints import check_checkpoint_fits, safe_torch_load
+    from ..checkpoints import check_checkpoint_fits, read_checkpoint
     cfg = Config.fromfile(resolve_config_path(config))
     torch.manual_seed(0)
     model, scope = build_model_from_cfg(cfg)
     if checkpoint:
-        ckpt = safe_torch_load(checkpoint, map_location='cpu')
+        ckpt = read_checkpoint(checkpoint)  # a file or a URL, through the safe loader
         check_checkpoint_fits(model, ckpt, checkpoint, 'strict')
         model.load_state_dict(ckpt.get('state_dict', ckpt))
     return cfg, model.eval(), scope
@@ -124,22 +127,25 @@ def export_onnx(module: nn.Module, x: torch.Tensor, out: str, meta: dict,
     with torch.no_grad():
         names = task.output_names(len(as_tuple(module(x))))
     program = export_program(module, x) if exporter == 'dynamo' and dynamic else module
-    with torch.no_grad(), exporting('torchscript' if exporter == 'torchscript' else 'dynamo'), \
-            warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        if exporter == 'torchscript':
-            torch.onnx.export(module, (x, ), out, dynamo=False, opset_version=opset,
-                              input_names=['input'], output_names=names,
-                              dynamic_axes=task.dynamic_axes(names) if dynamic else None)
-        else:
-            torch.onnx.export(program, (x, ), out, dynamo=True, opset_version=max(opset, 18),
-                              input_names=['input'], output_names=names,
-                              custom_translation_table=ONNX_TRANSLATIONS, optimize=optimize)
     import onnx
-    model = onnx.load(out)
-    entry = model.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, json.dumps(meta)
-    onnx.save(model, out)
+    os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
+    with atomic_write(out) as tmp:  # complete or not at all, never through a symbolic link
+        with torch.no_grad(), warnings.catch_warnings(), \
+                exporting('torchscript' if exporter == 'torchscript' else 'dynamo'):
+            warnings.simplefilter('ignore')
+            if exporter == 'torchscript':
+                torch.onnx.export(module, (x, ), tmp, dynamo=False, opset_version=opset,
+                                  input_names=['input'], output_names=names,
+                                  dynamic_axes=task.dynamic_axes(names) if dynamic else None)
+            else:
+                torch.onnx.export(program, (x, ), tmp, dynamo=True,
+                                  opset_version=max(opset, 18), input_names=['input'],
+                                  output_names=names, custom_translation_table=ONNX_TRANSLATIONS,
+                                  optimize=optimize)
+        model = onnx.load(tmp)
+        entry = model.metadata_props.add()
+        entry.key, entry.value = METADATA_KEY, json.dumps(meta)
+        onnx.save(model, tmp)
     return names
 
 

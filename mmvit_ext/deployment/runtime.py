@@ -18,10 +18,15 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
+from ..errors import Refusal
 from .metadata import METADATA_KEY, ModelFileError, build_test_pipeline, read_metadata
 from .tasks import task_named
 
-__all__ = ['OnnxModel']
+__all__ = ['OnnxModel', 'UnreadableImageError']
+
+
+class UnreadableImageError(Refusal, ValueError):
+    """An image that is missing, empty or not an image."""
 
 
 class OnnxModel:
@@ -63,13 +68,23 @@ class OnnxModel:
     def preprocess(self, image):
         """(pixels (1, 3, H, W) float32, meta) of an image file or a BGR HxWx3 uint8 array
         (an array skips the pipeline's loading step, as the frameworks' ndarray loaders do)."""
-        if isinstance(image, np.ndarray):
-            data = dict(img=image, img_shape=image.shape[:2], ori_shape=image.shape[:2],
-                        img_path=None)
-            for step in self.pipeline().transforms[1:]:
-                data = step(data)
-        else:
-            data = self.pipeline()(dict(img_path=image))
+        if not isinstance(image, np.ndarray):  # read here: a bad file is named in one line
+            import mmcv
+            path = image
+            try:
+                image = mmcv.imread(path)
+            except Exception as err:  # noqa: BLE001  (mmcv's own errors for each case)
+                raise UnreadableImageError(f'cannot read image {path}: {err}') from None
+            if image is None or image.size == 0:
+                raise UnreadableImageError(f'cannot read image {path}: it is empty or not an '
+                                           'image file')
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise UnreadableImageError(f'an image array must be H x W x 3 uint8 (BGR), got '
+                                       f'{image.shape} {image.dtype}')
+        data = dict(img=image, img_shape=image.shape[:2], ori_shape=image.shape[:2],
+                    img_path=None)
+        for step in self.pipeline().transforms[1:]:
+            data = step(data)
         pixels = data['inputs'][None].float().numpy()
         return pixels, dict(data['data_samples'].metainfo)
 
@@ -77,13 +92,15 @@ class OnnxModel:
         outputs = self.session.run(None, {self.session.get_inputs()[0].name: pixels})
         return dict(zip(self.output_names, outputs))
 
-    def postprocess(self, outputs: Dict[str, np.ndarray], meta: dict):
-        """The framework's data sample from the graph's outputs."""
-        return self.task.to_sample(outputs, meta, self.meta)
+    def postprocess(self, outputs: Dict[str, np.ndarray], meta: dict,
+                    score_thr: Optional[float] = None):
+        """The framework's data sample from the graph's outputs (detections below
+        ``score_thr`` left out, their masks never pasted)."""
+        return self.task.to_sample(self.task.select(outputs, score_thr), meta, self.meta)
 
-    def __call__(self, image):
+    def __call__(self, image, score_thr: Optional[float] = None):
         pixels, meta = self.preprocess(image)
-        return self.postprocess(self.run(pixels), meta)
+        return self.postprocess(self.run(pixels), meta, score_thr)
 
     # ------------------------------------------------------------------ reading the result
     def class_name(self, index: int) -> str:

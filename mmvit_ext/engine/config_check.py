@@ -8,7 +8,7 @@ from typing import Any, Callable, List, Tuple
 
 from ..errors import ConfigValueError
 
-__all__ = ['check_config_values', 'check_backbone_arguments', 'VALUE_RULES']
+__all__ = ['check_config_values', 'check_backbone_arguments', 'check_neck_inputs', 'VALUE_RULES']
 
 
 def _whole(minimum: int) -> Callable[[Any], bool]:
@@ -34,6 +34,11 @@ VALUE_RULES: List[Tuple[str, Callable[[Any], bool], str]] = [
     ('optim_wrapper.accumulative_counts', _whole(1), 'a whole number >= 1'),
     ('default_hooks.checkpoint.interval', _whole(-1), 'a whole number (-1: never)'),
     ('default_hooks.checkpoint.max_keep_ckpts', _whole(-1), 'a whole number (-1: keep all)'),
+    ('optim_wrapper.clip_grad.max_norm', lambda v: _number(v) and v > 0,
+     'a number > 0 (e.g. 1.0), or clip_grad=None for no clipping'),
+    ('randomness.seed', lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+     'a whole number >= 0, or None for a random seed'),
+    ('model.backbone.with_cp', lambda v: isinstance(v, bool), 'True or False'),
 ]
 
 
@@ -57,6 +62,7 @@ def check_config_values(cfg) -> None:
             raise ConfigValueError(f'{key}={value!r} cannot work: it must be {allowed}. Fix it '
                                    f'in the config or with --cfg-options {key}=...')
     check_backbone_arguments(cfg)
+    check_neck_inputs(cfg)
 
 
 def check_backbone_arguments(cfg) -> None:
@@ -82,3 +88,26 @@ def check_backbone_arguments(cfg) -> None:
         hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ''
         raise ConfigValueError(f'model.backbone.{key}: {cls.__name__} has no argument {key!r}'
                                f'{hint}; its arguments are {names}')
+
+
+def check_neck_inputs(cfg) -> None:
+    """The neck takes one map per backbone output: ``model.neck.in_channels`` and
+    ``model.backbone.out_indices`` of the same length (``out_indices=3`` with an FPN of four
+    inputs ended in an assert inside mmdet)."""
+    model = cfg.get('model') or {}
+    backbone, neck = model.get('backbone'), model.get('neck')
+    if not isinstance(backbone, dict) or not isinstance(neck, dict):
+        return
+    indices, channels = backbone.get('out_indices'), neck.get('in_channels')
+    if indices is None or not isinstance(channels, (list, tuple)):
+        return
+    listed = (indices, ) if isinstance(indices, int) else indices
+    if not isinstance(listed, (list, tuple)) or not all(
+            isinstance(i, int) and not isinstance(i, bool) for i in listed):
+        return  # not stage numbers: the backbone refuses them, naming what it takes
+    count = len(listed)
+    if count != len(channels):
+        raise ConfigValueError(
+            f'model.backbone.out_indices={indices!r} gives {count} feature map(s), and '
+            f'model.neck.in_channels={list(channels)} expects {len(channels)}: give as many '
+            'out_indices as the neck has inputs (e.g. (0, 1, 2, 3) for FPN)')

@@ -27,6 +27,7 @@ The resume position inside an epoch is the train loop's (``GuardedEpochBasedTrai
 runner stores it in each checkpoint's meta and hands it back on resume.
 """
 import copy
+import os
 import os.path as osp
 from typing import Dict
 
@@ -39,8 +40,9 @@ from ..errors import ConfigValueError
 from ..utils.atomic import atomic_write
 from .errors import NonFiniteStateError
 from .guarded_components import COMPONENT_GUARDS, select_guarded_components
-from .work_dir import (disk_full_error, find_resumable_checkpoint, is_disk_full,
-                       on_disk_summary, work_dir_lock)
+from .work_dir import (disk_full_error, find_resumable_checkpoint, intact_checkpoint,
+                       is_disk_full, on_disk_summary, remove_stale_temp_files,
+                       training_run_holding, work_dir_lock)
 
 __all__ = ['GuardedRunner', 'DEFAULT_GUARDS']
 
@@ -62,6 +64,15 @@ def configured_guards(cfg) -> Dict[str, bool]:
     if bad:
         raise ConfigValueError(f'guards: {bad} must be True or False')
     return {**DEFAULT_GUARDS, **configured}
+
+
+def _resume_instead(work_dir: str, refused: str) -> str:
+    """Which checkpoint to resume from instead of ``refused``, or that there is none."""
+    other = intact_checkpoint(work_dir, refused) if osp.isdir(work_dir) else None
+    if other is None:
+        return (f'No other checkpoint in {work_dir} is intact: train from scratch, or resume '
+                'from a checkpoint of another work dir with --resume FILE.')
+    return f'The newest intact one is {other}: resume with --resume {other}.'
 
 
 def _is_url(name: str) -> bool:
@@ -114,7 +125,7 @@ class GuardedRunner(Runner):
                 raise NonFiniteStateError(
                     f'--resume: checkpoint {filename} holds NaN/Inf optimizer state in '
                     f'{len(bad)} tensors ({", ".join(bad[:4])}); it was saved after training '
-                    'diverged. Resume from an earlier checkpoint.')
+                    'diverged. ' + _resume_instead(self.work_dir, filename))
             self._resumed_position = (checkpoint.get('meta') or {}).get(POSITION_KEY)
         elif (self.cfg or {}).get(PARTIAL_LOAD_SWITCH, False):
             mode = 'partial'
@@ -146,7 +157,32 @@ class GuardedRunner(Runner):
         if restore is not None:
             restore(self._resumed_position, filename)
 
+    # ------------------------------------------------------------------------- the config dump
+    def dump_config(self) -> None:
+        """mmengine writes the config into the work dir when the runner is built; here it is
+        written once this run may use the work dir (:meth:`_write_config`): a run refused by
+        the lock never rewrites the config of the run that holds it."""
+        self._config_written = False
+
+    def _write_config(self) -> None:
+        """The config into the work dir, atomically (never through a symbolic link)."""
+        from mmengine.dist import is_main_process
+        if getattr(self, '_config_written', False) or not is_main_process():
+            return
+        name = osp.basename(self.cfg.filename) if self.cfg.filename else f'{self.timestamp}.py'
+        os.makedirs(self.work_dir, exist_ok=True)
+        with atomic_write(osp.join(self.work_dir, name)) as tmp:
+            with open(tmp, 'w') as f:
+                f.write(self.cfg.dump())
+        self._config_written = True
+
     def _test_or_val(self, run):
+        holder = training_run_holding(self.work_dir) if self.guards['work_dir_lock'] else None
+        if holder is None:
+            self._write_config()
+        else:
+            self.logger.info(f'{self.work_dir} is used by a training run ({holder}): its config '
+                             'dump is left as it is')
         previous = self._load_mode
         self._load_mode = 'partial' if (self.cfg or {}).get(PARTIAL_LOAD_SWITCH) else 'strict'
         try:
@@ -174,7 +210,13 @@ class GuardedRunner(Runner):
         try:
             if lock:
                 with work_dir_lock(self.work_dir):
+                    removed = remove_stale_temp_files(self.work_dir)
+                    if removed:
+                        self.logger.info(f'removed {len(removed)} temporary file(s) of '
+                                         f'interrupted saves: {", ".join(removed)}')
+                    self._write_config()
                     return super().train()
+            self._write_config()
             return super().train()
         except NonFiniteStateError as e:
             if 'newest intact checkpoint' in str(e) or 'No checkpoint of this run' in str(e):
@@ -224,4 +266,3 @@ class GuardedRunner(Runner):
                 f'{" and ".join(what)}; {osp.basename(path)} was not written. '
                 f'{on_disk_summary(self.work_dir)} Lower the learning rate or add gradient '
                 'clipping (optim_wrapper.clip_grad).')
-

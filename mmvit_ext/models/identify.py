@@ -13,10 +13,11 @@ from typing import Dict, Mapping, Optional, Tuple
 import torch
 import torch.nn as nn
 
-from ..checkpoints import backbone_part, unwrap_model
+from ..checkpoints import backbone_part, check_finite, strip_prefix, unwrap_model
 from .registry import MODELS
 
-__all__ = ['identify_backbone', 'describe_backbone', 'describe_backbone_module', 'DISPLAY']
+__all__ = ['identify_backbone', 'describe_backbone', 'describe_backbone_module', 'DISPLAY',
+           'refuse_nonfinite_checkpoints_of_ours']
 
 # family class -> (display name, {zoo arch: variant suffix})
 DISPLAY = {
@@ -88,3 +89,17 @@ def describe_backbone_module(model: nn.Module) -> Optional[str]:
     if type(backbone).__name__ not in DISPLAY and backbone is model:
         return None
     return describe_backbone(backbone)
+
+
+def refuse_nonfinite_checkpoints_of_ours(checkpoint, filename: str) -> None:
+    """A load check (:func:`mmvit_ext.checkpoints.loader_schemes.register_load_check`): a
+    checkpoint holding one of our backbones must be finite everywhere (neck, heads, classifier
+    too), as ``tools/test.py`` requires; any other checkpoint is left alone."""
+    state_dict = checkpoint.get('state_dict', checkpoint) if isinstance(checkpoint, Mapping) \
+        else None
+    if not isinstance(state_dict, Mapping):
+        return
+    tensors = {k: v for k, v in state_dict.items() if torch.is_tensor(v)}
+    held = identify_backbone(tensors) if tensors else None
+    if held and 'Swin' not in held:
+        check_finite(strip_prefix(tensors, 'module.'), f'checkpoint {filename}')

@@ -268,3 +268,38 @@ def test_the_guards_fragment_selects_each_guarded_component_and_each_switches_of
                          (dict(work_dir_lock='no'), 'must be True or False')):
         with pytest.raises(ConfigValueError, match=message):
             configured_guards(dict(guards=bad))
+
+
+def test_a_refused_run_writes_nothing_and_no_write_follows_a_symlink(coco, tmp_path):
+    """Run A trains with lr 0.01; run B (lr 0.5) is refused by A's lock and leaves A's config
+    dump as it was (it used to rewrite it at build time). Temporary files of interrupted saves
+    are removed when a run starts; a lock file that is a symbolic link is refused, its target
+    untouched."""
+    from mmengine.config import Config
+
+    (tmp_path / 'toy.py').write_text('# the toy config\n')
+
+    def named(cfg, lr):
+        cfg = Config(cfg.to_dict(), filename=str(tmp_path / 'toy.py'))  # dump: work_dir/toy.py
+        cfg.optim_wrapper.optimizer.lr = lr
+        return cfg
+
+    work = tmp_path / 'w'
+    build_runner(named(toy_config(work, coco, epochs=1), 0.01)).train()
+    assert "lr=0.01" in (work / 'toy.py').read_text()
+    with work_dir_lock(str(work)):  # A still training
+        with pytest.raises(WorkDirLockedError):
+            build_runner(named(toy_config(work, coco, epochs=2), 0.5)).train()
+    assert "lr=0.01" in (work / 'toy.py').read_text() and "lr=0.5" not in \
+        (work / 'toy.py').read_text()
+    stale = work / '.epoch_2.pth.4242.tmp'  # a save killed before its rename
+    stale.write_bytes(b'partial')
+    build_runner(named(toy_config(work, coco, epochs=2), 0.01), resume=True).train()
+    assert not stale.exists() and _pths(work) == ['epoch_1.pth', 'epoch_2.pth']
+    victim = tmp_path / 'victim.txt'
+    victim.write_text('keep me')
+    (work / '.train.lock').unlink()
+    (work / '.train.lock').symlink_to(victim)
+    with pytest.raises(WorkDirLockedError, match=r'\.train\.lock is a symbolic link'):
+        build_runner(named(toy_config(work, coco, epochs=3), 0.01), resume=True).train()
+    assert victim.read_text() == 'keep me'

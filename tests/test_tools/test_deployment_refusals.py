@@ -5,6 +5,7 @@ An edited metadata that names an importable callable (mmengine's Registry.get im
 name; a scope imports <scope>.registry) is refused in one line before any step is built, and
 nothing runs."""
 import json
+import re
 import sys
 
 import numpy as np
@@ -116,3 +117,55 @@ def test_the_stored_pipelines_of_every_family_build_from_registered_classes():
         names = [type(t).__name__ for t in pipeline.transforms]
         assert names == [s['type'].split('.')[-1] for s in steps
                          if 'LoadAnnotations' not in s['type']], (config, names)
+
+
+def _export_tool(args, timeout=600):
+    return _run([sys.executable, 'tools/deployment/export_onnx.py', *args], timeout=timeout)
+
+
+def test_export_tool_refuses_bad_paths_and_sizes_before_building_anything(tmp_path):
+    """A missing checkpoint, --out that is a folder, and a --shape whose attention matrices would
+    not fit in this machine's memory (the file used to be written, then the check tried to
+    allocate 212 GB for 9 minutes): one line each, nothing written."""
+    demo = 'configs/_small_/mask-rcnn_dilateformer-demo_fpn_small-coco.py'
+    code, out = _export_tool([demo, str(tmp_path / 'missing.pth'), '--shape', '64', '64',
+                              '--out', str(tmp_path / 'm.onnx')])
+    _one_line_error(code, out, r'checkpoint .*missing\.pth not found')
+    code, out = _export_tool([demo, '--shape', '64', '64', '--out', str(tmp_path)])
+    _one_line_error(code, out, r'--out .* is a folder; give a file name')
+    code, out = _export_tool(['configs/dilateformer/mask-rcnn_dilateformer-t_fpn_1x_coco.py',
+                              '--shape', '4000', '6000', '--out', str(tmp_path / 'big.onnx')])
+    _one_line_error(code, out, r'--shape 4000 6000 cannot be exported and checked on this '
+                               r'machine: .* GiB .* Export at about --shape \d+ \d+ or smaller')
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_random_detector_export_is_shown_not_judged_and_infer_onnx_names_bad_images(
+        tmp_path):
+    """Random weights: the detections are printed, not judged (a random detector scores every
+    box near a tie), and the export ends OK saying so. The file is written atomically: a
+    symbolic link at --out is replaced, its target untouched. infer_onnx.py names an empty image
+    and a text file in one line, and pastes the masks of kept detections only."""
+    victim = tmp_path / 'victim.txt'
+    victim.write_text('not to be overwritten')
+    out = tmp_path / 'det.onnx'
+    out.symlink_to(victim)
+    code, log = _export_tool(['configs/_small_/mask-rcnn_dilateformer-demo_fpn_small-coco.py',
+                              '--shape', '128', '160', '--dynamic', '--runs', '0', '--out',
+                              str(out)])
+    assert code == 0, log[-3000:]
+    assert '(random weights: shown, not judged)' in log and 'were not judged' in log, log[-2000:]
+    assert victim.read_text() == 'not to be overwritten' and not out.is_symlink()
+    (tmp_path / 'empty.png').write_bytes(b'')
+    (tmp_path / 'text.jpg').write_text('hello')
+    for name in ('empty.png', 'text.jpg'):
+        code, log = _run([sys.executable, 'tools/deployment/infer_onnx.py', str(out),
+                          str(tmp_path / name)])
+        _one_line_error(code, log, rf'cannot read image .*{re.escape(name)}')
+    from mmvit_ext.deployment import OnnxModel
+    big = np.random.default_rng(0).integers(0, 256, (1200, 1600, 3), dtype=np.uint8)
+    sample = OnnxModel(str(out))(big, score_thr=0.05)
+    inst = sample.pred_instances
+    assert (inst.scores >= 0.05).all() and len(inst.masks) == len(inst.scores)
+    everything = OnnxModel(str(out))(big)
+    assert len(everything.pred_instances.scores) >= len(inst.scores)

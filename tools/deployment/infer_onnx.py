@@ -29,11 +29,14 @@ def main(argv=None):
     args = parser.parse_args(argv)
     for path, what in ((args.model, 'model file'), (args.image, 'image')):
         if not osp.isfile(path):
-            sys.exit(f'error: {what} {path} does not exist')
+            problem = 'is a folder' if osp.isdir(path) else 'does not exist'
+            sys.exit(f'error: {what} {path} {problem}')
     from mmvit_ext.deployment import OnnxModel
     try:
         model = OnnxModel(args.model, threads=args.threads or None)
-        sample = model(args.image)
+        # detections below --score-thr are neither printed nor drawn: their masks are never
+        # pasted (100 masks of an 8000x8000 image would take 6.4 GB)
+        sample = model(args.image, score_thr=args.score_thr)
         print('\n'.join(model.summary(sample, args.score_thr)))
     except ImportError as err:
         sys.exit(f'error: {err}')

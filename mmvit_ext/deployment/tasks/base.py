@@ -21,6 +21,8 @@ class Task:
     name: str = ''
     scope: Optional[str] = None
     input_kind = 'pixels'  # the graph's input: pixels 0..255, or 'normalised' (a backbone)
+    #: whether a file of random weights is judged too (a random detector's detections are ties)
+    checked_with_random_weights = True
 
     @property
     def file_scopes(self) -> tuple:
@@ -100,6 +102,10 @@ class Task:
         return []
 
     # ------------------------------------------------------------------ running a file
+    def select(self, outputs: Dict[str, np.ndarray], score_thr: Optional[float]):
+        """The outputs worth turning into a sample (a detector's from ``score_thr``)."""
+        return outputs
+
     def to_sample(self, outputs: Dict[str, np.ndarray], meta: dict, file_meta: dict):
         """The framework's data sample (original image's frame) from a file's named outputs."""
         raise NotImplementedError(f'a {self.name} export has no data sample form: use run()')

@@ -151,6 +151,7 @@ def detections_to_sample(dets, labels, masks, meta: dict, mask_thr: float = 0.5)
 class DetectorTask(Task):
     name = 'detector'
     scope = 'mmdet'
+    checked_with_random_weights = False
 
     def module(self, model, **options) -> nn.Module:
         return DetectorEnd2End(model)
@@ -204,6 +205,13 @@ class DetectorTask(Task):
                 f'{m["worst_score_gap"]:.1e}')
         return dict(ok=m['ok'], line=line, raw=raw, match=m, size=size)
 
+    def select(self, outputs, score_thr):
+        if score_thr is None:
+            return outputs
+        keep = np.asarray(outputs['dets'])[:, 4] >= score_thr
+        return {k: (np.asarray(v)[keep] if k in ('dets', 'labels', 'masks') else v)
+                for k, v in outputs.items()}
+
     def to_sample(self, outputs, meta, file_meta):
         return detections_to_sample(outputs['dets'], outputs['labels'], outputs.get('masks'),
                                     meta, file_meta.get('mask_thr_binary', 0.5))
@@ -211,8 +219,7 @@ class DetectorTask(Task):
     def summary(self, sample, name, score_thr) -> List[str]:
         inst = sample.pred_instances
         keep = inst.scores >= score_thr
-        lines = [f'{int(keep.sum())} detections with score >= {score_thr} '
-                 f'({len(inst.scores)} in all)']
+        lines = [f'{int(keep.sum())} detections with score >= {score_thr}']
         for box, score, label in zip(inst.bboxes[keep], inst.scores[keep], inst.labels[keep]):
             x1, y1, x2, y2 = (float(v) for v in box)
             lines.append(f'  {name(int(label))} {float(score):.3f} [{x1:.1f}, {y1:.1f}, '

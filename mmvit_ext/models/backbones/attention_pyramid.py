@@ -29,10 +29,11 @@ import torch.nn as nn
 import torch.utils.checkpoint as cp
 
 from ...attention import (DynamicGroupAttention, GlobalAttention, HybridScaleAttention,
-                         MultiScaleDilatedAttention, QnAAttention, SelfGuidedAttention)
+                          MultiScaleDilatedAttention, QnAAttention, SelfGuidedAttention)
 from ...attention.sg import DEFAULT_MERGE_GROUPS
-from ..layers import (DropPath, Mlp, arch_name, check_stage_indices, drop_path_rates,
-                      pretrained_to_init_cfg, resolve_arch, vit_init_)
+from ...errors import ConfigValueError
+from ..layers import (DropPath, Mlp, arch_name, check_common_arguments, check_stage_indices,
+                      drop_path_rates, pretrained_to_init_cfg, resolve_arch, vit_init_)
 from ..registry import MODELS
 from .base import PyramidBackbone
 
@@ -140,12 +141,12 @@ def build_mixer(name: str, dims: int, heads: int, index: int, stage: int,
                 cfg: Optional[Dict] = None) -> _Mixer:
     """The mixer ``name`` of block ``index`` of stage ``stage`` with its options ``cfg``."""
     if name not in MIXERS:
-        raise ValueError(f'unknown attention {name!r}; choose one of {sorted(MIXERS)}')
+        raise ConfigValueError(f'unknown attention {name!r}; choose one of {sorted(MIXERS)}')
     cfg = dict(cfg or {})
     unknown = sorted(set(cfg) - set(MIXERS[name]))
     if unknown:
-        raise ValueError(f'attention {name!r} (stage {stage + 1}) takes the options '
-                         f'{list(MIXERS[name])}, got unknown {unknown}')
+        raise ConfigValueError(f'attention {name!r} (stage {stage + 1}) takes the options '
+                               f'{list(MIXERS[name])}, got unknown {unknown}')
     if name == 'msda':
         return _MSDAMixer(dims, heads, **cfg)
     if name == 'qna':
@@ -156,9 +157,9 @@ def build_mixer(name: str, dims: int, heads: int, index: int, stage: int,
         return _DGMixer(dims, heads, **cfg)
     if name == 'sg':
         if stage > 2 and 'merge_groups' not in cfg:
-            raise ValueError("attention 'sg' has default merge_groups for stages 1-3 only; give "
-                             "attn_cfgs[3]['merge_groups'] or use 'global' in stage 4 (as "
-                             'SG-Former does)')
+            raise ConfigValueError("attention 'sg' has default merge_groups for stages 1-3 only; "
+                                   "give attn_cfgs[3]['merge_groups'] or use 'global' in stage 4 "
+                                   '(as SG-Former does)')
         cfg.setdefault('sr_ratio', (8, 4, 2)[min(stage, 2)])
         cfg.setdefault('merge_groups', DEFAULT_MERGE_GROUPS[min(stage, 2)])
         role = 'hybrid' if index % 2 == 0 else 'guided'
@@ -249,6 +250,7 @@ class AttentionPyramid(PyramidBackbone):
                  init_cfg: Optional[Dict] = None):
         super().__init__(init_cfg=pretrained_to_init_cfg(pretrained, init_cfg,
                                                          'AttentionPyramid'))
+        check_common_arguments('AttentionPyramid', in_channels=in_channels, with_cp=with_cp)
         self.arch_name = arch_name(arch, self.arch_zoo, self.arch_aliases)
         arch = resolve_arch(arch, self.arch_zoo, self.arch_aliases,
                             ('embed_dims', 'depths', 'num_heads', 'attentions'),
@@ -261,12 +263,12 @@ class AttentionPyramid(PyramidBackbone):
         for key, value in (('embed_dims', dims), ('depths', depths), ('num_heads', heads),
                            ('attentions', attentions), ('attn_cfgs', attn_cfgs)):
             if len(value) != self.num_stages:
-                raise ValueError(f'AttentionPyramid arch {key!r} needs 4 values (one per '
-                                 f'stage), got {value}')
+                raise ConfigValueError(f'AttentionPyramid arch {key!r} needs 4 values (one per '
+                                       f'stage), got {value}')
         for i, (c, h) in enumerate(zip(dims, heads)):
             if c % h:
-                raise ValueError(f'stage {i + 1}: embed_dims {c} is not divisible by num_heads '
-                                 f'{h}')
+                raise ConfigValueError(f'stage {i + 1}: embed_dims {c} is not divisible by '
+                                       f'num_heads {h}')
         self.out_indices = check_stage_indices(out_indices, frozen_stages, self.num_stages)
         self.frozen_stages = frozen_stages
         self.embed_dims = self.num_features = dims

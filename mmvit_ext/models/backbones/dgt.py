@@ -25,8 +25,9 @@ import torch.utils.checkpoint as cp
 
 from ...attention import DynamicGroupAttention
 from ...attention.shapes import ceil_div, pad_hw
-from ..layers import (DropPath, arch_name, check_stage_indices, drop_path_rates,
-                      pretrained_to_init_cfg, resolve_arch, vit_init_)
+from ...errors import ConfigValueError
+from ..layers import (DropPath, arch_name, check_common_arguments, check_stage_indices,
+                      drop_path_rates, pretrained_to_init_cfg, resolve_arch, vit_init_)
 from ..layers.irffn import irffn_hidden, nchw, nhwc
 from ..registry import MODELS
 from .base import PyramidBackbone
@@ -156,6 +157,8 @@ class DGT(PyramidBackbone):
                  pretrained: Optional[str] = None,
                  init_cfg: Optional[Dict] = None):
         super().__init__(init_cfg=pretrained_to_init_cfg(pretrained, init_cfg, 'DGT'))
+        check_common_arguments('DGT', in_channels=in_channels, mlp_ratio=mlp_ratio,
+                               with_cp=with_cp, norm_eval=norm_eval)
         self.norm_eval = norm_eval
         self.arch_name = arch_name(arch, self.arch_zoo, self.arch_aliases)
         arch = resolve_arch(arch, self.arch_zoo, self.arch_aliases,
@@ -163,8 +166,8 @@ class DGT(PyramidBackbone):
                              'stem_channels'), 'DGT')
         for key in ('embed_dims', 'depths', 'num_heads', 'num_groups', 'topk'):
             if len(arch[key]) != self.num_stages:
-                raise ValueError(f'DGT arch {key!r} needs {self.num_stages} values, got '
-                                 f'{arch[key]}')
+                raise ConfigValueError(f'DGT arch {key!r} needs {self.num_stages} values, got '
+                                       f'{arch[key]}')
         out_indices = check_stage_indices(out_indices, frozen_stages, self.num_stages)
         self.embed_dims = list(arch['embed_dims'])
         self.num_features = self.embed_dims

@@ -17,10 +17,11 @@ from mmcv.cnn import build_activation_layer, build_norm_layer
 from mmengine.model.weight_init import constant_init, trunc_normal_init
 
 from ...attention import GlobalAttention, MultiScaleDilatedAttention
+from ...errors import ConfigValueError
 from ..converters.dilateformer import (convert_dilateformer,
                                        is_official_dilateformer)
-from ..layers import (DropPath, Mlp, arch_name, check_stage_indices, drop_path_rates,
-                      pretrained_to_init_cfg, resolve_arch)
+from ..layers import (DropPath, Mlp, arch_name, check_common_arguments, check_stage_indices,
+                      drop_path_rates, pretrained_to_init_cfg, resolve_arch)
 from ..registry import MODELS
 from .base import PyramidBackbone
 
@@ -59,7 +60,7 @@ class DilateBlock(nn.Module):
             self.attn = GlobalAttention(embed_dims, num_heads, qkv_bias,
                                         qk_scale, attn_drop_rate, drop_rate)
         else:
-            raise ValueError(
+            raise ConfigValueError(
                 f"attn_type must be 'msda' or 'global', got {attn_type!r}")
         self.drop_path = DropPath(drop_path_rate)
         self.norm2 = build_norm_layer(norm_cfg, embed_dims)[1]
@@ -172,18 +173,26 @@ class DilateFormer(PyramidBackbone):
                  pretrained: str = None,
                  init_cfg: Union[Dict, None] = None):
         super().__init__(init_cfg=pretrained_to_init_cfg(pretrained, init_cfg, 'DilateFormer'))
+        check_common_arguments('DilateFormer', in_channels=in_channels, mlp_ratio=mlp_ratio,
+                               drop_rate=drop_rate, attn_drop_rate=attn_drop_rate,
+                               with_cp=with_cp, norm_eval=norm_eval)
+        unknown = [t for t in attn_types if t not in ('msda', 'global')] \
+            if isinstance(attn_types, (list, tuple)) else [attn_types]
+        if unknown:
+            raise ConfigValueError(f'DilateFormer attn_types={attn_types!r}: each stage takes '
+                                   f"'msda' or 'global', not {unknown[0]!r}")
         self.arch_name = arch_name(arch, self.arch_zoo, self.arch_aliases)
         arch = resolve_arch(arch, self.arch_zoo, self.arch_aliases,
                             ('embed_dims', 'depths', 'num_heads'), 'DilateFormer')
         depths, num_heads = tuple(arch['depths']), tuple(arch['num_heads'])
         if len(depths) != self.num_stages or len(num_heads) != self.num_stages:
-            raise ValueError(f'DilateFormer needs 4 depths and 4 num_heads, got '
-                             f'depths={depths}, num_heads={num_heads}')
+            raise ConfigValueError(f'DilateFormer needs 4 depths and 4 num_heads, got '
+                                   f'depths={depths}, num_heads={num_heads}')
         if len(attn_types) != self.num_stages:
-            raise ValueError(f'attn_types needs 4 entries, got {attn_types}')
+            raise ConfigValueError(f'attn_types needs 4 entries, got {attn_types}')
         out_indices = check_stage_indices(out_indices, frozen_stages, self.num_stages)
         if len(stem_channels) != 3:
-            raise ValueError(f'stem_channels needs 3 widths, got {stem_channels}')
+            raise ConfigValueError(f'stem_channels needs 3 widths, got {stem_channels}')
 
         embed_dims = arch['embed_dims']
         self.embed_dims = [embed_dims * 2**i for i in range(self.num_stages)]

@@ -20,10 +20,11 @@ import torch.utils.checkpoint as cp
 from ...attention.qna import QnAAttention, WindowMSA, lecun_normal_
 from ...attention.shapes import ceil_div, zero_pad
 from ...checkpoints import CheckpointMismatchError
+from ...errors import ConfigValueError
 from ..converters.flax_msgpack import FlaxMsgpackError, is_flax_msgpack_file
 from ..converters.qna import load_official_qna
-from ..layers import (DropPath, Mlp, arch_name, check_stage_indices, drop_path_rates,
-                      pretrained_to_init_cfg, resolve_arch)
+from ..layers import (DropPath, Mlp, arch_name, check_common_arguments, check_stage_indices,
+                      drop_path_rates, pretrained_to_init_cfg, resolve_arch)
 from ..registry import MODELS
 from .base import PyramidBackbone
 
@@ -51,7 +52,7 @@ class QnABlock(nn.Module):
             self.attn = QnAAttention(dims, out_dims, 2 * num_heads, kernel_size, 2)
             self.skip = nn.Conv2d(dims, out_dims, 1, 2, bias=False)
         else:
-            raise ValueError(f"block kind must be 'msa', 'qna' or 'down', got {kind!r}")
+            raise ConfigValueError(f"block kind must be 'msa', 'qna' or 'down', got {kind!r}")
         self.drop_path = DropPath(drop_path_rate)
         self.norm2 = nn.LayerNorm(out_dims, eps=1e-6)
         # Flax's nn.gelu is the tanh approximation
@@ -136,6 +137,7 @@ class QnAViT(PyramidBackbone):
                  pretrained: Optional[str] = None,
                  init_cfg: Optional[Dict] = None):
         super().__init__(init_cfg=pretrained_to_init_cfg(pretrained, init_cfg, 'QnAViT'))
+        check_common_arguments('QnAViT', in_channels=in_channels, with_cp=with_cp)
         self.arch_name = arch_name(arch, self.arch_zoo, self.arch_aliases)
         arch = resolve_arch(arch, self.arch_zoo, self.arch_aliases,
                             ('embed_dims', 'qna_depths', 'msa_depths', 'qna_heads', 'msa_heads',

@@ -20,9 +20,10 @@ import torch.utils.checkpoint as cp
 from ...attention.forms import dispatch, register
 from ...attention.sg import (DEFAULT_MERGE_GROUPS, FullAttention, HybridScaleAttention,
                              SelfGuidedAttention, conv_on_tokens)
+from ...errors import ConfigValueError
 from ..converters.sgformer import SGFORMER_STATE_KEYS, convert_sgformer, is_official_sgformer
-from ..layers import (DropPath, GroupNorm1, arch_name, check_stage_indices, drop_path_rates,
-                      pretrained_to_init_cfg, resolve_arch, vit_init_)
+from ..layers import (DropPath, GroupNorm1, arch_name, check_common_arguments, check_stage_indices,
+                      drop_path_rates, pretrained_to_init_cfg, resolve_arch, vit_init_)
 from ..registry import MODELS
 from .base import PyramidBackbone
 
@@ -34,7 +35,7 @@ def sincos_pos_embed_2d(dims: int, grid: Tuple[int, int], temperature: float = 1
     ``[dims/2, dims)`` the row; each half is ``[sin(p w_k), cos(p w_k)]``, ``w_k = T^(-k/(dims/4))``.
     """
     if dims % 4:
-        raise ValueError(f'the sin-cos position embedding needs dims % 4 == 0, got {dims}')
+        raise ConfigValueError(f'the sin-cos position embedding needs dims % 4 == 0, got {dims}')
     H, W = grid
     omega = 1. / temperature**(torch.arange(dims // 4, dtype=torch.float64) / (dims / 4))
     rows, cols = torch.meshgrid(torch.arange(H, dtype=torch.float64),
@@ -128,7 +129,8 @@ class SGBlock(nn.Module):
         elif attn_type == 'full':
             self.attn = FullAttention(dims, num_heads, **common)
         else:
-            raise ValueError(f"attn_type must be 'hybrid', 'guided' or 'full', got {attn_type!r}")
+            raise ConfigValueError(f"attn_type must be 'hybrid', 'guided' or 'full', got "
+                                   f'{attn_type!r}')
         self.drop_path = DropPath(drop_path_rate)
         self.norm2 = nn.LayerNorm(dims, eps=1e-6)
         self.mlp = Mlp(dims, int(dims * mlp_ratio), drop_rate)
@@ -228,6 +230,9 @@ class SGFormer(PyramidBackbone):
                  pretrained: Optional[str] = None,
                  init_cfg: Optional[Dict] = None):
         super().__init__(init_cfg=pretrained_to_init_cfg(pretrained, init_cfg, 'SGFormer'))
+        check_common_arguments('SGFormer', in_channels=in_channels, mlp_ratio=mlp_ratio,
+                               drop_rate=drop_rate, attn_drop_rate=attn_drop_rate,
+                               with_cp=with_cp)
         self.arch_name = arch_name(arch, self.arch_zoo, self.arch_aliases)
         arch = resolve_arch(arch, self.arch_zoo, self.arch_aliases,
                             ('embed_dims', 'depths', 'num_heads'), 'SGFormer',
@@ -238,15 +243,16 @@ class SGFormer(PyramidBackbone):
         for name, value in (('embed_dims', dims), ('depths', depths), ('num_heads', num_heads),
                             ('sr_ratios', sr_ratios)):
             if len(value) != self.num_stages:
-                raise ValueError(f'SGFormer arch needs 4 {name}, got {value}')
+                raise ConfigValueError(f'SGFormer arch needs 4 {name}, got {value}')
         if sr_ratios[-1] != 1 or any(r < 2 for r in sr_ratios[:-1]):
-            raise ValueError(f'sr_ratios must be > 1 in stages 1-3 (hybrid/guided blocks) and 1 '
-                             f'in stage 4 (full attention), got {sr_ratios}')
+            raise ConfigValueError(f'sr_ratios must be > 1 in stages 1-3 (hybrid/guided blocks) '
+                                   f'and 1 in stage 4 (full attention), got {sr_ratios}')
         if len(merge_groups) != self.num_stages - 1:
-            raise ValueError(f'merge_groups needs one entry per stage 1-3, got {merge_groups}')
+            raise ConfigValueError(f'merge_groups needs one entry per stage 1-3, got '
+                                   f'{merge_groups}')
         out_indices = check_stage_indices(out_indices, frozen_stages, self.num_stages)
         if img_size % 4:
-            raise ValueError(f'img_size must be a multiple of 4, got {img_size}')
+            raise ConfigValueError(f'img_size must be a multiple of 4, got {img_size}')
 
         self.embed_dims = list(dims)
         self.num_features = list(dims)

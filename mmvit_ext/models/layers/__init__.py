@@ -1,10 +1,11 @@
 """Building blocks of the backbones (never imports :mod:`mmvit_ext.models.backbones`)."""
-from .arch import (arch_name, check_stage_indices, drop_path_rates, pretrained_to_init_cfg,
-                   resolve_arch)
+from .arch import (arch_name, check_common_arguments, check_stage_indices, drop_path_rates,
+                   pretrained_to_init_cfg, resolve_arch)
 from .blocks import DropPath, Mlp, freeze, vit_init_
 from .group_norm1 import GroupNorm1, group_norm1
 from .irffn import irffn_hidden
 
 __all__ = ['DropPath', 'Mlp', 'freeze', 'vit_init_', 'resolve_arch', 'arch_name',
-           'drop_path_rates', 'pretrained_to_init_cfg', 'check_stage_indices', 'GroupNorm1',
+           'drop_path_rates', 'pretrained_to_init_cfg', 'check_stage_indices',
+           'check_common_arguments', 'GroupNorm1',
            'group_norm1', 'irffn_hidden']

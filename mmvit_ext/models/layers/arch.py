@@ -7,7 +7,7 @@ import torch
 from ...errors import ConfigValueError
 
 __all__ = ['resolve_arch', 'arch_name', 'drop_path_rates', 'pretrained_to_init_cfg',
-           'check_stage_indices']
+           'check_stage_indices', 'check_common_arguments']
 
 
 def resolve_arch(arch: Union[str, Mapping], zoo: Mapping[str, Dict],
@@ -74,8 +74,9 @@ def arch_name(arch: Union[str, Mapping], zoo: Mapping[str, Dict],
 def drop_path_rates(rate: float, num_blocks: int) -> list:
     """Stochastic-depth rates rising linearly from 0 to ``rate`` over the blocks."""
     if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
-        raise ConfigValueError(f'drop_path_rate must be in [0, 1), got {rate}: it is the probability '
-                         'of dropping the last block (0.1-0.4 are usual; 1 would drop it always)')
+        raise ConfigValueError(f'drop_path_rate must be in [0, 1), got {rate}: it is the '
+                               'probability of dropping the last block (0.1-0.4 are usual; 1 '
+                               'would drop it always)')
     # on the CPU explicitly: models may be built under another default device (e.g. 'meta')
     return torch.linspace(0, rate, num_blocks, device='cpu').tolist()
 
@@ -116,3 +117,28 @@ def check_stage_indices(out_indices: Union[int, Sequence[int]], frozen_stages: i
         raise ConfigValueError(f'frozen_stages must be an int in [-1, {num_stages}], got '
                                f'{frozen_stages!r}')
     return out
+
+
+#: argument -> (test, what is allowed), for the arguments every backbone shares
+_COMMON_ARGUMENTS = {
+    'in_channels': (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+                    'a whole number of image channels >= 1 (3 for RGB)'),
+    'mlp_ratio': (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and
+                  0 < v <= 64, 'a number in (0, 64] (4 in the papers)'),
+    'drop_rate': (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and
+                  0 <= v < 1, 'a probability in [0, 1)'),
+    'attn_drop_rate': (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and
+                       0 <= v < 1, 'a probability in [0, 1)'),
+    'with_cp': (lambda v: isinstance(v, bool), 'True or False'),
+    'norm_eval': (lambda v: isinstance(v, bool), 'True or False'),
+}
+
+
+def check_common_arguments(owner: str, **values) -> None:
+    """Refuse in one line (naming the key, the value and what is allowed) a shared backbone
+    argument that cannot work: ``with_cp='yes'`` was taken as true, ``mlp_ratio=-1`` ended in a
+    traceback deep in ``nn.Linear``."""
+    for name, value in values.items():
+        test, allowed = _COMMON_ARGUMENTS[name]
+        if not test(value):
+            raise ConfigValueError(f'{owner} {name}={value!r} cannot work: it must be {allowed}')
