@@ -41,6 +41,7 @@ def which_backbones(model: nn.Module, state_dict: Mapping) -> str:
     held, built = backbone.identify_weights(state_dict), backbone.describe()
     if not held:
         return ''
+    hint = getattr(backbone, 'arch_hint', lambda sd: '')(state_dict)
     if built and held != built and not held.endswith(built):
-        return f' It holds {backbone_phrase(held)}; the config builds {built}.'
-    return f' It holds {backbone_phrase(held)}.'
+        return f' It holds {backbone_phrase(held)}; the config builds {built}.{hint}'
+    return f' It holds {backbone_phrase(held)}.{hint}'

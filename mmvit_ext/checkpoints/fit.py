@@ -60,24 +60,19 @@ def check_state_dict(model: nn.Module, state_dict: Mapping, allowed_missing: Ite
         dict with the allowed ``missing`` keys (they keep their initialisation).
     """
     summary = mismatch_summary(model, state_dict, allowed_missing)
-    problems = []
-    if summary['missing']:
-        problems.append(f'missing keys ({len(summary["missing"])}): '
-                        f'{short_list(summary["missing"])}')
-    if summary['unexpected']:
-        problems.append(f'unexpected keys ({len(summary["unexpected"])}): '
-                        f'{short_list(summary["unexpected"])}')
-    if summary['wrong_shape']:
-        problems.append(f'shape mismatches ({len(summary["wrong_shape"])}): '
-                        f'{short_list(summary["wrong_shape"], 6)}')
-    if problems:
-        raise CheckpointMismatchError(
-            f'{source} does not fit {type(model).__name__}: ' +
-            '; '.join(problems) + '.' + which_backbones(model, state_dict) +
-            ' Is it the right architecture/variant? Official releases are converted '
-            "automatically; a whole detector checkpoint needs init_cfg=dict(..., "
-            "prefix='backbone.').")
-    return dict(missing=summary['tolerated'])
+    if not (summary['missing'] or summary['unexpected'] or summary['wrong_shape']):
+        return dict(missing=summary['tolerated'])
+    held = which_backbones(model, state_dict)
+    hinted = 'It loads with' in held  # the line that loads it says more than key names
+    problems = [f'{what} ({len(summary[key])}): {short_list(summary[key], 2 if hinted else n)}'
+                for key, what, n in (('missing', 'missing keys', 12),
+                                     ('unexpected', 'unexpected keys', 12),
+                                     ('wrong_shape', 'shape mismatches', 6)) if summary[key]]
+    advice = '' if hinted else (
+        ' Is it the right architecture/variant? Official releases are converted '
+        "automatically; a whole detector checkpoint needs init_cfg=dict(..., prefix='backbone.').")
+    raise CheckpointMismatchError(f'{source} does not fit {type(model).__name__}: ' +
+                                  '; '.join(problems) + '.' + held + advice)
 
 
 def check_checkpoint_fits(model, checkpoint, filename: str, mode: str = 'strict',

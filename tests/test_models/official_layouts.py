@@ -22,8 +22,9 @@ def _bn(sd, prefix, c, gen):
 
 
 def dilateformer_official_state_dict(arch='tiny', num_classes=1000, seed=0):
-    """Keys and shapes of the official `dilateformer_{tiny,small,base}` (spec section 4)."""
-    c0, depths = DILATEFORMER_ARCHS[arch]
+    """Keys and shapes of the official `dilateformer_{tiny,small,base}` (spec section 4), or of
+    ``arch=(embed_dims, depths)`` (the released base file has depths 2-2-18-2)."""
+    c0, depths = DILATEFORMER_ARCHS[arch] if isinstance(arch, str) else arch
     gen = torch.Generator().manual_seed(seed)
 
     def rnd(*shape, std=0.05):

@@ -241,6 +241,7 @@ class AttentionPyramid(PyramidBackbone):
 
     def __init__(self,
                  arch: Union[str, Dict] = 'tiny',
+                 arch_overrides: Optional[Dict] = None,
                  in_channels: int = 3,
                  drop_path_rate: float = 0.1,
                  out_indices: Sequence[int] = (0, 1, 2, 3),
@@ -251,10 +252,12 @@ class AttentionPyramid(PyramidBackbone):
         super().__init__(init_cfg=pretrained_to_init_cfg(pretrained, init_cfg,
                                                          'AttentionPyramid'))
         check_common_arguments('AttentionPyramid', in_channels=in_channels, with_cp=with_cp)
-        self.arch_name = arch_name(arch, self.arch_zoo, self.arch_aliases)
+        self.arch_name = arch_name(arch, self.arch_zoo, self.arch_aliases, arch_overrides)
         arch = resolve_arch(arch, self.arch_zoo, self.arch_aliases,
                             ('embed_dims', 'depths', 'num_heads', 'attentions'),
-                            'AttentionPyramid', optional=('attn_cfgs', 'mlp_ratio'))
+                            'AttentionPyramid', optional=('attn_cfgs', 'mlp_ratio'),
+                            overrides=arch_overrides)
+        self.arch_settings = dict(arch)  # as built (for messages: arch_hint)
         dims = arch['embed_dims']
         dims = [dims * 2**i for i in range(4)] if isinstance(dims, int) else list(dims)
         depths, heads = tuple(arch['depths']), tuple(arch['num_heads'])

@@ -10,9 +10,10 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from ...attention.shapes import ceil_div
 from ...checkpoints import (CheckpointMismatchError, check_finite, describe_mismatch,
                             load_pretrained, mismatch_summary, sub_state_dict, which_backbones)
+from ...errors import ConfigValueError
 from ..layers import freeze
 
-__all__ = ['PyramidBackbone']
+__all__ = ['PyramidBackbone', 'stage_blocks']
 
 
 class PyramidBackbone(BaseModule):
@@ -135,13 +136,71 @@ class PyramidBackbone(BaseModule):
         check_finite(own, where)
         summary = mismatch_summary(self, own)
         if summary['missing'] or summary['unexpected'] or summary['wrong_shape']:
+            held = which_backbones(self, own)
+            advice = '' if 'It loads with' in held else (
+                ' Load a checkpoint of this config (official ImageNet weights go through '
+                'init_cfg=dict(type="Pretrained", ...), which converts them).')
             raise CheckpointMismatchError(
                 f'{where} does not fit {type(self).__name__}: {describe_mismatch(summary)}.' +
-                which_backbones(self, own) + ' Load a checkpoint of this config (official '
-                'ImageNet weights go through init_cfg=dict(type="Pretrained", ...), which '
-                'converts them).')
+                held + advice)
 
     # ------------------------------------------------------------------ in words
+    @classmethod
+    def arch_from_weights(cls, state_dict) -> Optional[Dict]:
+        """The arch entries that a state dict (backbone keys) of this family fixes by its tensor
+        shapes (depths, widths, ...); entries that change no shape are left out, so that the
+        config keeps its own. None where the family cannot tell."""
+        return None
+
+    def arch_hint(self, state_dict) -> str:
+        """' It loads with --cfg-options ...' when ``state_dict`` is a backbone of this family
+        built with another arch (another zoo variant, or a custom one such as the released
+        DilateFormer-B file), else ''."""
+        from ...checkpoints import backbone_part
+        from ..identify import DISPLAY, identify_backbone
+        family = type(self).__name__
+        held = identify_backbone(state_dict)
+        if family not in DISPLAY or not held:
+            return ''
+        name, variants = DISPLAY[family]
+        for arch, suffix in variants.items():
+            if held == f'{name}-{suffix}':
+                if arch == getattr(self, 'arch_name', None):
+                    return ''
+                return (f' It loads with --cfg-options model.backbone.arch={arch} (the '
+                        f'{held} arch).')
+        if held != f'a {name} backbone of a custom arch':
+            return ''
+        try:
+            found = type(self).arch_from_weights(backbone_part(state_dict))
+        except (KeyError, ValueError, TypeError, IndexError):
+            found = None
+        own = getattr(self, 'arch_settings', {})
+        changed = {k: v for k, v in (found or {}).items() if k in own and
+                   _as_list(v) != _as_list(own[k])}
+        if not changed:
+            return ''
+        options = ' '.join(f'model.backbone.arch_overrides.{k}={_cli_value(v)}'
+                           for k, v in changed.items())
+        refused = self._arch_refusal(changed)
+        if refused:  # e.g. the config's head counts do not divide the file's widths
+            heads = ', '.join(f'model.backbone.arch_overrides.{k}=[...]'
+                              for k in own if k.endswith('heads'))
+            return (f' Its tensors fit --cfg-options {options}, but that arch is refused '
+                    f'({refused}): head counts change no weight shape, so add the ones the '
+                    f'model was trained with ({heads}).')
+        return f' It loads with --cfg-options {options}.'
+
+    def _arch_refusal(self, overrides: Dict) -> Optional[str]:
+        """Why this family refuses its arch with ``overrides`` (built on the meta device: no
+        memory, no weights), or None."""
+        try:
+            with torch.device('meta'):
+                type(self)(arch=dict(self.arch_settings), arch_overrides=overrides)
+        except ConfigValueError as error:
+            return str(error)
+        return None
+
     def describe(self) -> str:
         """'DilateFormer-S', 'DGT (custom arch)': what this backbone is, for messages."""
         from ..identify import describe_backbone
@@ -170,3 +229,26 @@ class PyramidBackbone(BaseModule):
                 if isinstance(m, _BatchNorm):
                     m.eval()
         return self
+
+
+def stage_blocks(state_dict, num_stages: int = 4) -> List[List[str]]:
+    """Per stage, the block names ``stages.{s}.{j}`` a state dict holds, in order (the backbones
+    whose blocks sit directly in ``stages.{s}``)."""
+    found = [set() for _ in range(num_stages)]
+    for key in state_dict:
+        parts = key.split('.')
+        if len(parts) > 3 and parts[0] == 'stages' and parts[1].isdigit() and \
+                parts[2].isdigit() and int(parts[1]) < num_stages:
+            found[int(parts[1])].add(int(parts[2]))
+    return [[f'stages.{s}.{j}' for j in sorted(blocks)] for s, blocks in enumerate(found)]
+
+
+def _as_list(value):
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
+def _cli_value(value) -> str:
+    """A value as mmengine's --cfg-options parses it back (lists without spaces)."""
+    if isinstance(value, (list, tuple)):
+        return '[' + ','.join(_cli_value(v) for v in value) + ']'
+    return 'None' if value is None else str(value)

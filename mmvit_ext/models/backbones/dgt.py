@@ -30,7 +30,7 @@ from ..layers import (DropPath, arch_name, check_common_arguments, check_stage_i
                       drop_path_rates, pretrained_to_init_cfg, resolve_arch, vit_init_)
 from ..layers.irffn import irffn_hidden, nchw, nhwc
 from ..registry import MODELS
-from .base import PyramidBackbone
+from .base import PyramidBackbone, stage_blocks
 
 __all__ = ['DGT']
 
@@ -146,6 +146,7 @@ class DGT(PyramidBackbone):
 
     def __init__(self,
                  arch: Union[str, Dict] = 'tiny',
+                 arch_overrides: Optional[Dict] = None,
                  in_channels: int = 3,
                  mlp_ratio: float = 4.,
                  kmeans_iters: int = 3,
@@ -160,10 +161,12 @@ class DGT(PyramidBackbone):
         check_common_arguments('DGT', in_channels=in_channels, mlp_ratio=mlp_ratio,
                                with_cp=with_cp, norm_eval=norm_eval)
         self.norm_eval = norm_eval
-        self.arch_name = arch_name(arch, self.arch_zoo, self.arch_aliases)
+        self.arch_name = arch_name(arch, self.arch_zoo, self.arch_aliases, arch_overrides)
         arch = resolve_arch(arch, self.arch_zoo, self.arch_aliases,
                             ('embed_dims', 'depths', 'num_heads', 'num_groups', 'topk',
-                             'stem_channels'), 'DGT')
+                             'stem_channels'), 'DGT',
+                            overrides=arch_overrides)
+        self.arch_settings = dict(arch)  # as built (for messages: arch_hint)
         for key in ('embed_dims', 'depths', 'num_heads', 'num_groups', 'topk'):
             if len(arch[key]) != self.num_stages:
                 raise ConfigValueError(f'DGT arch {key!r} needs {self.num_stages} values, got '
@@ -188,6 +191,14 @@ class DGT(PyramidBackbone):
                 for j in range(self.depths[i])))
         for i in out_indices:
             self.add_module(f'norm{i}', nn.LayerNorm(self.embed_dims[i], eps=1e-6))
+
+    @classmethod
+    def arch_from_weights(cls, state_dict):
+        # heads, groups and top-k change no shape: the config keeps its own
+        return dict(embed_dims=[int(state_dict[f'patch_convs.{i}.proj.weight'].shape[0])
+                                for i in range(cls.num_stages)],
+                    depths=[len(blocks) for blocks in stage_blocks(state_dict)],
+                    stem_channels=int(state_dict['stem.0.0.weight'].shape[0]))
 
     def init_from_scratch(self):
         vit_init_(self)

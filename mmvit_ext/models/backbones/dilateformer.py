@@ -8,7 +8,7 @@ downsamples between stages.
 Nothing depends on the input size: odd sizes round up at each stride-2 conv (out = ceil(in / 2)),
 so there is no padding to a window multiple and nothing to crop back.
 """
-from typing import Dict, Sequence, Union
+from typing import Dict, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
@@ -18,7 +18,7 @@ from mmengine.model.weight_init import constant_init, trunc_normal_init
 
 from ...attention import GlobalAttention, MultiScaleDilatedAttention
 from ...errors import ConfigValueError
-from ..converters.dilateformer import (convert_dilateformer,
+from ..converters.dilateformer import (convert_dilateformer, infer_dilateformer_arch,
                                        is_official_dilateformer)
 from ..layers import (DropPath, Mlp, arch_name, check_common_arguments, check_stage_indices,
                       drop_path_rates, pretrained_to_init_cfg, resolve_arch)
@@ -118,6 +118,8 @@ class DilateFormer(PyramidBackbone):
     Args:
         arch (str | dict): ``'tiny'``, ``'small'``, ``'base'`` (or ``'t'``, ``'s'``, ``'b'``), or a
             dict with ``embed_dims`` (int), ``depths`` and ``num_heads`` (4 ints each).
+        arch_overrides (dict): entries that replace the arch's, e.g. ``dict(depths=(2, 2, 18,
+            2))`` (the released DilateFormer-B file): a command line can give them one by one.
         in_channels: input image channels.
         stem_channels: widths of the first three stem convs (16/32/64 in every paper variant).
         kernel_size: MSDA window size.
@@ -152,6 +154,7 @@ class DilateFormer(PyramidBackbone):
 
     def __init__(self,
                  arch: Union[str, Dict] = 'tiny',
+                 arch_overrides: Optional[Dict] = None,
                  in_channels: int = 3,
                  stem_channels: Sequence[int] = (16, 32, 64),
                  kernel_size: int = 3,
@@ -181,9 +184,11 @@ class DilateFormer(PyramidBackbone):
         if unknown:
             raise ConfigValueError(f'DilateFormer attn_types={attn_types!r}: each stage takes '
                                    f"'msda' or 'global', not {unknown[0]!r}")
-        self.arch_name = arch_name(arch, self.arch_zoo, self.arch_aliases)
+        self.arch_name = arch_name(arch, self.arch_zoo, self.arch_aliases, arch_overrides)
         arch = resolve_arch(arch, self.arch_zoo, self.arch_aliases,
-                            ('embed_dims', 'depths', 'num_heads'), 'DilateFormer')
+                            ('embed_dims', 'depths', 'num_heads'), 'DilateFormer',
+                            overrides=arch_overrides)
+        self.arch_settings = dict(arch)  # as built (for messages: arch_hint)
         depths, num_heads = tuple(arch['depths']), tuple(arch['num_heads'])
         if len(depths) != self.num_stages or len(num_heads) != self.num_stages:
             raise ConfigValueError(f'DilateFormer needs 4 depths and 4 num_heads, got '
@@ -242,6 +247,11 @@ class DilateFormer(PyramidBackbone):
         # an ImageNet model has only the final norm (norm3): the others may be missing
         return dict(is_official=is_official_dilateformer,
                     convert_official=lambda sd: convert_dilateformer(sd, with_head=False))
+
+    @classmethod
+    def arch_from_weights(cls, state_dict):
+        arch = infer_dilateformer_arch(state_dict)
+        return dict(embed_dims=arch['embed_dims'], depths=arch['depths'])  # heads: no shape
 
     def init_from_scratch(self):
         # Official init: trunc-normal Linear, unit LayerNorm; convs and BN keep torch defaults.

@@ -26,7 +26,7 @@ from ..converters.qna import load_official_qna
 from ..layers import (DropPath, Mlp, arch_name, check_common_arguments, check_stage_indices,
                       drop_path_rates, pretrained_to_init_cfg, resolve_arch)
 from ..registry import MODELS
-from .base import PyramidBackbone
+from .base import PyramidBackbone, stage_blocks
 
 __all__ = ['QnAViT']
 
@@ -127,6 +127,7 @@ class QnAViT(PyramidBackbone):
 
     def __init__(self,
                  arch: Union[str, Dict] = 'tiny',
+                 arch_overrides: Optional[Dict] = None,
                  in_channels: int = 3,
                  window_sizes: Sequence[int] = (0, 0, 14, 7),
                  msa_modes: Sequence[str] = ('window', 'window', 'window', 'window'),
@@ -138,10 +139,12 @@ class QnAViT(PyramidBackbone):
                  init_cfg: Optional[Dict] = None):
         super().__init__(init_cfg=pretrained_to_init_cfg(pretrained, init_cfg, 'QnAViT'))
         check_common_arguments('QnAViT', in_channels=in_channels, with_cp=with_cp)
-        self.arch_name = arch_name(arch, self.arch_zoo, self.arch_aliases)
+        self.arch_name = arch_name(arch, self.arch_zoo, self.arch_aliases, arch_overrides)
         arch = resolve_arch(arch, self.arch_zoo, self.arch_aliases,
                             ('embed_dims', 'qna_depths', 'msa_depths', 'qna_heads', 'msa_heads',
-                             'kernel_size'), 'QnAViT')
+                             'kernel_size'), 'QnAViT',
+                            overrides=arch_overrides)
+        self.arch_settings = dict(arch)  # as built (for messages: arch_hint)
         out_indices = check_stage_indices(out_indices, frozen_stages, self.num_stages)
         qna_depths, msa_depths = tuple(arch['qna_depths']), tuple(arch['msa_depths'])
         base = arch['embed_dims']
@@ -169,6 +172,27 @@ class QnAViT(PyramidBackbone):
 
     def pretrained_options(self):
         return dict(read_foreign=_read_flax_checkpoint)  # the official Flax file, converted
+
+    @classmethod
+    def arch_from_weights(cls, state_dict):
+        # A block is MSA where it has 'attn.qkv', the downsampler where it has 'skip', else a
+        # stride-1 QnA block. Relative-bias tables give the heads (MSA: one column per head;
+        # QnA: one per head and query, the downsampler with twice its stage's heads) and the
+        # QnA window (kernel_size ** 2 rows).
+        arch = dict(embed_dims=int(state_dict['stem.weight'].shape[0]), qna_depths=[],
+                    msa_depths=[], qna_heads=[], msa_heads=[])
+        for s, blocks in enumerate(stage_blocks(state_dict)):
+            msa = [b for b in blocks if f'{b}.attn.qkv.weight' in state_dict]
+            down = [b for b in blocks if f'{b}.skip.weight' in state_dict]
+            arch['msa_depths'].append(len(msa))
+            arch['qna_depths'].append(len(blocks) - len(msa) - len(down))
+            arch['msa_heads'].append(int(state_dict[f'{msa[0]}.attn.rpe_bias'].shape[1])
+                                     if msa else 0)
+            if down:
+                bias, query = (state_dict[f'{down[0]}.attn.{k}'] for k in ('rpe_bias', 'query'))
+                arch['qna_heads'].append(int(bias.shape[1]) // int(query.shape[0]) // 2)
+                arch['kernel_size'] = round(int(bias.shape[0])**0.5)
+        return arch
 
     def init_from_scratch(self):
         # Official (Flax) scheme: lecun_normal kernels, zero biases, zero relative biases,

@@ -21,7 +21,8 @@ from ...attention.forms import dispatch, register
 from ...attention.sg import (DEFAULT_MERGE_GROUPS, FullAttention, HybridScaleAttention,
                              SelfGuidedAttention, conv_on_tokens)
 from ...errors import ConfigValueError
-from ..converters.sgformer import SGFORMER_STATE_KEYS, convert_sgformer, is_official_sgformer
+from ..converters.sgformer import (SGFORMER_STATE_KEYS, convert_sgformer, infer_sgformer_arch,
+                                   is_official_sgformer)
 from ..layers import (DropPath, GroupNorm1, arch_name, check_common_arguments, check_stage_indices,
                       drop_path_rates, pretrained_to_init_cfg, resolve_arch, vit_init_)
 from ..registry import MODELS
@@ -214,6 +215,7 @@ class SGFormer(PyramidBackbone):
 
     def __init__(self,
                  arch: Union[str, Dict] = 'small',
+                 arch_overrides: Optional[Dict] = None,
                  in_channels: int = 3,
                  img_size: int = 224,
                  window_size: int = 7,
@@ -233,10 +235,12 @@ class SGFormer(PyramidBackbone):
         check_common_arguments('SGFormer', in_channels=in_channels, mlp_ratio=mlp_ratio,
                                drop_rate=drop_rate, attn_drop_rate=attn_drop_rate,
                                with_cp=with_cp)
-        self.arch_name = arch_name(arch, self.arch_zoo, self.arch_aliases)
+        self.arch_name = arch_name(arch, self.arch_zoo, self.arch_aliases, arch_overrides)
         arch = resolve_arch(arch, self.arch_zoo, self.arch_aliases,
                             ('embed_dims', 'depths', 'num_heads'), 'SGFormer',
-                            optional=('sr_ratios', ))
+                            optional=('sr_ratios', ),
+                            overrides=arch_overrides)
+        self.arch_settings = dict(arch)  # as built (for messages: arch_hint)
         dims, depths = tuple(arch['embed_dims']), tuple(arch['depths'])
         num_heads = tuple(arch['num_heads'])
         sr_ratios = tuple(arch.get('sr_ratios', (8, 4, 2, 1)))
@@ -290,6 +294,11 @@ class SGFormer(PyramidBackbone):
         return dict(state_keys=keys, is_official=is_official_sgformer,
                     convert_official=lambda sd: convert_sgformer(sd, with_head=False),
                     allowed_missing=(), drop=('head.', ))
+
+    @classmethod
+    def arch_from_weights(cls, state_dict):
+        arch = infer_sgformer_arch(state_dict)
+        return dict(embed_dims=arch['embed_dims'], depths=arch['depths'])  # heads: no shape
 
     def init_from_scratch(self):
         vit_init_(self)  # official: trunc-normal Linear, fan-out normal convs, unit norms

@@ -12,11 +12,23 @@ __all__ = ['resolve_arch', 'arch_name', 'drop_path_rates', 'pretrained_to_init_c
 
 def resolve_arch(arch: Union[str, Mapping], zoo: Mapping[str, Dict],
                  aliases: Mapping[str, str], required: Sequence[str],
-                 name: str, optional: Sequence[str] = ()) -> Dict:
+                 name: str, optional: Sequence[str] = (),
+                 overrides: Optional[Mapping] = None) -> Dict:
     """Return the arch settings for a zoo name/alias or a custom dict, with clear errors: an
     unknown name, missing keys, keys the family does not use (a typo would otherwise be ignored
     silently), or values of another kind or length than the family's own archs use (another
-    family's arch dict)."""
+    family's arch dict).
+
+    ``overrides`` (the backbones' ``arch_overrides``) replaces single entries of the arch, so
+    that a command line can change one: ``--cfg-options
+    model.backbone.arch_overrides.depths=[2,2,18,2]`` (mmengine's ``--cfg-options`` cannot give a
+    whole dict)."""
+    if overrides:
+        if not isinstance(overrides, Mapping):
+            raise ConfigValueError(f'{name} arch_overrides must be a dict of arch keys, got '
+                                   f'{overrides!r}')
+        base = resolve_arch(arch, zoo, aliases, required, name, optional)
+        return resolve_arch(dict(base, **overrides), zoo, aliases, required, name, optional)
     if isinstance(arch, str):
         key = arch_name(arch, zoo, aliases)
         if key not in zoo:
@@ -64,9 +76,9 @@ def _check_arch_values(arch: Dict, zoo: Mapping[str, Dict], name: str) -> None:
 
 
 def arch_name(arch: Union[str, Mapping], zoo: Mapping[str, Dict],
-              aliases: Mapping[str, str]) -> str:
-    """The zoo name of ``arch`` ('tiny', ...), or 'custom' for a dict."""
-    if isinstance(arch, str):
+              aliases: Mapping[str, str], overrides: Optional[Mapping] = None) -> str:
+    """The zoo name of ``arch`` ('tiny', ...), or 'custom' for a dict or with overrides."""
+    if isinstance(arch, str) and not overrides:
         return aliases.get(arch.lower(), arch.lower())
     return 'custom'
 
