@@ -40,7 +40,17 @@ def refusal_message(exc: BaseException):
     """The one-line message for ``exc`` when it is a refusal (or a disk-full write), else None."""
     found = _root_refusal(exc)
     if found is not None:
-        return ' '.join(str(found).split('\n'))
+        return ' '.join(_unwrap_worker(str(found)).split('\n'))
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
         return f'no space left on the device ({exc.filename or "a write"}): {exc.strerror}'
     return None
+
+
+def _unwrap_worker(message: str) -> str:
+    """A refusal raised in a DataLoader worker comes back as the same type carrying 'Caught X
+    in DataLoader worker process N. Original Traceback (most recent call last): ...'; its own
+    message is the traceback's last line, after the type."""
+    if not message.startswith('Caught ') or '\nOriginal Traceback' not in message:
+        return message
+    last = message.rstrip().splitlines()[-1]
+    return last.split(': ', 1)[1] if ': ' in last else last

@@ -13,8 +13,8 @@ resume_position    ``train_cfg``                   ``EpochBasedTrainLoop`` ->
 finite_steps       ``optim_wrapper``               ``OptimWrapper`` -> ``FiniteOptimWrapper``
                                                    (and ``AmpOptimWrapper``)
 safe_checkpoints   ``default_hooks.checkpoint``    ``CheckpointHook`` -> ``SafeCheckpointHook``
-checked_coco       ``train_dataloader.dataset``    ``CocoDataset`` -> ``CheckedCocoDataset``
-                                                   (inside dataset wrappers too)
+checked_coco       ``{train,val,test}_dataloader   ``CocoDataset`` -> ``CheckedCocoDataset``
+                   .dataset``                      (inside dataset wrappers too)
 =================  ==============================  ======================================
 
 ``guards = dict(finite_steps=False)`` keeps the plain component; a type the table does not know
@@ -69,5 +69,6 @@ def select_guarded_components(cfg, guards: Mapping[str, bool]) -> None:
         _upgrade((cfg.get('default_hooks') or {}).get('checkpoint'),
                  COMPONENT_GUARDS['safe_checkpoints'])
     if guards['checked_coco']:
-        for dataset in _datasets((cfg.get('train_dataloader') or {}).get('dataset')):
-            _upgrade(dataset, COMPONENT_GUARDS['checked_coco'])
+        for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+            for dataset in _datasets((cfg.get(loader) or {}).get('dataset')):
+                _upgrade(dataset, COMPONENT_GUARDS['checked_coco'])
