@@ -289,6 +289,7 @@ class AttentionPyramid(PyramidBackbone):
                               arch.get('mlp_ratio', 4.), dpr[sum(depths[:i]) + j], with_cp)
                 for j in range(depths[i])))
             self.add_module(f'norm{i}', nn.LayerNorm(dims[i]))
+        self._freeze_stages()  # now: DDP wraps the model before train() first runs
 
     def init_from_scratch(self):
         vit_init_(self)  # Linear/conv/norm layers; the mixers' own parameters keep their init

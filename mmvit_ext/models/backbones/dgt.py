@@ -191,6 +191,7 @@ class DGT(PyramidBackbone):
                 for j in range(self.depths[i])))
         for i in out_indices:
             self.add_module(f'norm{i}', nn.LayerNorm(self.embed_dims[i], eps=1e-6))
+        self._freeze_stages()  # now: DDP wraps the model before train() first runs
 
     @classmethod
     def arch_from_weights(cls, state_dict):

@@ -241,6 +241,7 @@ class DilateFormer(PyramidBackbone):
         for i in out_indices:
             self.add_module(f'norm{i}',
                             build_norm_layer(norm_cfg, self.embed_dims[i])[1])
+        self._freeze_stages()  # now: DDP wraps the model before train() first runs
 
     # ------------------------------------------------------------------ weights
     def pretrained_options(self):

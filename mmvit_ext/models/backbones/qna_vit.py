@@ -111,6 +111,8 @@ class QnAViT(PyramidBackbone):
         out_indices: taps before each downsample block (strides 4/8/16/32), each through its own
             LayerNorm ``norm{i}``.
         frozen_stages, with_cp, init_cfg: as for the other backbones.
+        norm_eval: taken so that one config line fits every backbone (mmdet's ResNet configs
+            set it); QnA-ViT has no BatchNorm, so it changes nothing.
     """
     arch_zoo = {
         'tiny': dict(embed_dims=64, qna_depths=(2, 3, 2, 0), msa_depths=(0, 0, 4, 2),
@@ -134,11 +136,14 @@ class QnAViT(PyramidBackbone):
                  drop_path_rate: float = 0.05,
                  out_indices: Sequence[int] = (0, 1, 2, 3),
                  frozen_stages: int = -1,
+                 norm_eval: bool = False,
                  with_cp: bool = False,
                  pretrained: Optional[str] = None,
                  init_cfg: Optional[Dict] = None):
         super().__init__(init_cfg=pretrained_to_init_cfg(pretrained, init_cfg, 'QnAViT'))
-        check_common_arguments('QnAViT', in_channels=in_channels, with_cp=with_cp)
+        check_common_arguments('QnAViT', in_channels=in_channels, with_cp=with_cp,
+                               norm_eval=norm_eval)
+        self.norm_eval = norm_eval  # no BatchNorm here: see the docstring
         self.arch_name = arch_name(arch, self.arch_zoo, self.arch_aliases, arch_overrides)
         arch = resolve_arch(arch, self.arch_zoo, self.arch_aliases,
                             ('embed_dims', 'qna_depths', 'msa_depths', 'qna_heads', 'msa_heads',
@@ -169,6 +174,7 @@ class QnAViT(PyramidBackbone):
             self.stages.append(blocks)
         for i in out_indices:
             self.add_module(f'norm{i}', nn.LayerNorm(self.embed_dims[i], eps=1e-6))
+        self._freeze_stages()  # now: DDP wraps the model before train() first runs
 
     def pretrained_options(self):
         return dict(read_foreign=_read_flax_checkpoint)  # the official Flax file, converted

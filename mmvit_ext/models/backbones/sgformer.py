@@ -196,6 +196,8 @@ class SGFormer(PyramidBackbone):
             not run.
         frozen_stages: freeze the stem and ``pos_embed`` (0) and stages ``< frozen_stages`` with
             their downsamplers and norms; -1 freezes nothing.
+        norm_eval: taken so that one config line fits every backbone (mmdet's ResNet configs
+            set it); SG-Former has no BatchNorm, so it changes nothing.
         with_cp: gradient checkpointing per block.
         init_cfg: ``dict(type='Pretrained', checkpoint=PATH[, prefix='backbone.'][, ema=True])``.
             An official file is converted on the fly, taking ``state_dict_ema`` (the weights of the
@@ -228,13 +230,15 @@ class SGFormer(PyramidBackbone):
                  drop_path_rate: float = 0.1,
                  out_indices: Sequence[int] = (0, 1, 2, 3),
                  frozen_stages: int = -1,
+                 norm_eval: bool = False,
                  with_cp: bool = False,
                  pretrained: Optional[str] = None,
                  init_cfg: Optional[Dict] = None):
         super().__init__(init_cfg=pretrained_to_init_cfg(pretrained, init_cfg, 'SGFormer'))
         check_common_arguments('SGFormer', in_channels=in_channels, mlp_ratio=mlp_ratio,
                                drop_rate=drop_rate, attn_drop_rate=attn_drop_rate,
-                               with_cp=with_cp)
+                               with_cp=with_cp, norm_eval=norm_eval)
+        self.norm_eval = norm_eval  # no BatchNorm here: see the docstring
         self.arch_name = arch_name(arch, self.arch_zoo, self.arch_aliases, arch_overrides)
         arch = resolve_arch(arch, self.arch_zoo, self.arch_aliases,
                             ('embed_dims', 'depths', 'num_heads'), 'SGFormer',
@@ -284,6 +288,7 @@ class SGFormer(PyramidBackbone):
                     qk_scale, drop_rate, attn_drop_rate, dpr[sum(depths[:i]) + j], with_cp))
             self.stages.append(blocks)
             self.add_module(f'norm{i}', nn.LayerNorm(dims[i], eps=1e-6))
+        self._freeze_stages()  # now: DDP wraps the model before train() first runs
 
     # ------------------------------------------------------------------ weights
     def pretrained_options(self):
