@@ -10,8 +10,8 @@ in onnxruntime (the contract: ``docs/en/deployment.md``).
 - :mod:`.rewriter`, :mod:`.rewrites`: what export changes, registered by what it replaces and
   applied only inside :func:`exporting`;
 - :mod:`.export`: building and writing a file; :mod:`.checks` and :mod:`.compare`: the checks;
-- :mod:`.metadata`, :mod:`.runtime`: :class:`OnnxModel`, an exported file in onnxruntime
-  returning data samples (a file's metadata checked, never run).
+- :mod:`.metadata`, :mod:`.runtime`, :mod:`.sessions`: :class:`OnnxModel`, an exported file
+  in onnxruntime or OpenVINO returning data samples (a file's metadata checked, never run).
 
 Importing this package needs torch >= 2.5 (``torch.library.custom_op``); it says so in one
 line on older torch.

@@ -9,7 +9,7 @@
 Raw output differences (:func:`max_relative_differences`) are also printed for every kind, as
 a diagnostic.
 """
-from typing import Dict
+from typing import Dict, Tuple
 
 import numpy as np
 import torch
@@ -160,6 +160,23 @@ def match_detections(got, ref, score_thr: float, max_per_img: int) -> dict:
                          if not at_cut(r['scores'], i)]
                 + [('extra', float(g['scores'][j]), int(g['labels'][j])) for j in extra
                    if not at_cut(g['scores'], j)])
+
+
+def nearest_drift(got, ref) -> Tuple[float, float]:
+    """(largest score change, smallest box IoU) between each reference detection and the
+    other runtime's detection of its label that overlaps it most: how far results moved, where
+    :func:`match_detections` only says which pairs fail. (0, 1) without detections."""
+    g, r = _instances(got), _instances(ref)
+    if not len(r['scores']) or not len(g['scores']):
+        return 0., 1.
+    ious = _box_iou(r['bboxes'].reshape(-1, 4), g['bboxes'].reshape(-1, 4))
+    ious = np.where(r['labels'][:, None] == g['labels'][None], ious, -1.)
+    nearest = ious.argmax(1)
+    found = ious[np.arange(len(nearest)), nearest] >= 0
+    if not found.any():
+        return 0., 0.
+    gaps = np.abs(r['scores'] - g['scores'][nearest])[found]
+    return float(gaps.max()), float(ious[np.arange(len(nearest)), nearest][found].min())
 
 
 def label_agreement(got, ref) -> float:

@@ -1,4 +1,4 @@
-"""Running an exported file in onnxruntime and getting mmdet / mmseg / mmpretrain results back.
+"""An exported file in onnxruntime or OpenVINO, giving mmdet / mmseg / mmpretrain results back.
 
     from mmvit_ext.deployment import OnnxModel
     model = OnnxModel('mask-rcnn.onnx')
@@ -14,12 +14,13 @@ the one ``inference_detector`` / ``inference_model`` would build; the task of th
 (:mod:`.tasks`) turns the outputs back into the framework's data sample. The output contract is
 in ``docs/en/deployment.md``.
 """
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional
 
 import numpy as np
 
 from ..errors import Refusal
 from .metadata import METADATA_KEY, ModelFileError, build_test_pipeline, read_metadata
+from .sessions import open_session
 from .tasks import task_named
 
 __all__ = ['OnnxModel', 'UnreadableImageError']
@@ -30,32 +31,23 @@ class UnreadableImageError(Refusal, ValueError):
 
 
 class OnnxModel:
-    """An exported file in an onnxruntime session: ``model(image)`` -> a data sample.
+    """An exported file in a runtime: ``model(image)`` -> a data sample.
 
-    ``threads``: onnxruntime's intra-op threads (None: its default, all cores)."""
+    ``runtime``: 'onnxruntime' (default) or 'openvino' (:mod:`.sessions`); ``threads``: the
+    runtime's intra-op threads (None: its default, all cores); ``precision``: OpenVINO's CPU
+    precision, 'f32' unless asked (its plugin's own choice, ``'plugin'``, is bf16 on CPUs with
+    bf16, and changes the detections)."""
 
-    def __init__(self, path: str, threads: Optional[int] = None,
-                 providers: Sequence[str] = ('CPUExecutionProvider', )):
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise ImportError('onnxruntime is not installed: pip install -r '
-                              'requirements/deploy.txt') from None
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        try:
-            self.session = ort.InferenceSession(path, options, providers=list(providers))
-        except Exception as err:  # ORT raises its own types; say which file and why in one line
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ModelFileError(f'onnxruntime cannot load {path}: {first}') from None
-        custom = self.session.get_modelmeta().custom_metadata_map
-        if METADATA_KEY not in custom:
+    def __init__(self, path: str, threads: Optional[int] = None, runtime: str = 'onnxruntime',
+                 precision: str = 'f32'):
+        self.session = open_session(path, runtime, threads, precision)
+        if self.session.metadata is None:
             raise ModelFileError(f'{path} has no {METADATA_KEY} metadata: export it with '
                                  f'tools/deployment/export_onnx.py')
-        self.path, self.meta = path, read_metadata(custom[METADATA_KEY], path)
+        self.path, self.meta = path, read_metadata(self.session.metadata, path)
+        self.runtime = runtime
         self.task = task_named(self.meta['kind'])
-        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.output_names = self.session.output_names
         self._pipeline = None
 
     # ------------------------------------------------------------------ steps
@@ -89,8 +81,13 @@ class OnnxModel:
         return pixels, dict(data['data_samples'].metainfo)
 
     def run(self, pixels: np.ndarray) -> Dict[str, np.ndarray]:
-        outputs = self.session.run(None, {self.session.get_inputs()[0].name: pixels})
-        return dict(zip(self.output_names, outputs))
+        fixed = self.session.input_shape[2:]
+        if all(isinstance(d, int) for d in fixed) and tuple(pixels.shape[2:]) != tuple(fixed):
+            raise ModelFileError(
+                f'{self.path} was exported for {fixed[0]}x{fixed[1]} inputs only, and this image '
+                f'is {pixels.shape[2]}x{pixels.shape[3]} after the test pipeline: export with '
+                '--dynamic, or give images that the pipeline brings to that size')
+        return self.session.run(pixels)
 
     def postprocess(self, outputs: Dict[str, np.ndarray], meta: dict,
                     score_thr: Optional[float] = None):

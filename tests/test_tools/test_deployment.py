@@ -254,6 +254,66 @@ def test_runtime_helper_gives_what_the_frameworks_inference_apis_give(trained_ch
     assert label_agreement(got.pred_sem_seg.data, ref.pred_sem_seg.data) >= 0.999
 
 
+def test_openvino_in_f32_gives_onnxruntimes_detections_and_says_what_the_plugin_picks(
+        trained_checkpoint, tmp_path):
+    """OpenVINO reads the exported file itself. In f32 its detections are onnxruntime's; its CPU
+    plugin's own choice is bf16 where the CPU has it (then the detections change: measured and
+    shown by compare_runtimes.py, not asserted, as it depends on the CPU)."""
+    import cv2
+    import openvino
+
+    from mmvit_ext.deployment import OnnxModel, example_image, match_detections
+    config = DEMOS['DilateFormer']
+    _export_in_process(config, trained_checkpoint(config), tmp_path / 'det.onnx')
+    image = example_image()
+    ref = OnnxModel(str(tmp_path / 'det.onnx'))(image)
+    ov_model = OnnxModel(str(tmp_path / 'det.onnx'), runtime='openvino')
+    assert ov_model.session.precision == 'f32'
+    m = match_detections(ov_model(image), ref, 0.05, 100)
+    assert m['ok'] and m['matched'] == m['reference'] > 0, m
+
+    proc = subprocess.run([sys.executable, 'tools/deployment/compare_runtimes.py',
+                           str(tmp_path / 'det.onnx'), '--precisions', 'f32', 'plugin'],
+                          cwd=REPO, env=run_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    has_bf16 = 'BF16' in openvino.Core().get_property('CPU', 'OPTIMIZATION_CAPABILITIES')
+    plugin = 'bf16' if has_bf16 else 'f32'
+    assert re.search(rf'\| f32 \| f32 \| example image \| yes \| {m["reference"]} of '
+                     rf'{m["reference"]} detections matched', proc.stdout), proc.stdout
+    assert re.search(rf'\| plugin \| {plugin} \| example image \| (yes|no) \|', proc.stdout)
+    assert re.search(r'^device: .+\(OpenVINO CPU capabilities: ', proc.stdout, re.M)
+
+    path = tmp_path / 'image.png'
+    cv2.imwrite(str(path), image)
+    proc = subprocess.run([sys.executable, 'tools/deployment/infer_onnx.py',
+                           str(tmp_path / 'det.onnx'), str(path), '--runtime', 'openvino'],
+                          cwd=REPO, env=run_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and re.search(r'\d+ detections with score >= 0.3', proc.stdout), \
+        proc.stderr[-2000:]
+
+
+def test_a_fixed_size_file_names_the_size_it_takes(tmp_path):
+    """A file exported without --dynamic, given an image that the pipeline brings to another
+    size: one line with both sizes and the fix (onnxruntime's INVALID_ARGUMENT before)."""
+    from mmengine.config import Config
+
+    from mmvit_ext.deployment import (OnnxModel, build_for_export, example_image,
+                                      export_metadata, export_onnx, exportable, module_input,
+                                      resized)
+    from mmvit_ext.deployment.metadata import ModelFileError
+    config = DEMOS['DilateFormer']
+    cfg, model, scope = build_for_export(config, None)
+    module = exportable(model, scope)
+    x = module_input(module, resized(example_image(), (128, 160)))
+    export_onnx(module, x, str(tmp_path / 'fixed.onnx'),
+                export_metadata(Config.fromfile(f'{REPO}/{config}'), model, module, scope),
+                dynamic=False)
+    with pytest.raises(ModelFileError, match=r'fixed\.onnx was exported for 128x160 inputs '
+                       r'only, and this image is 120x160 after the test pipeline: export with '
+                       r'--dynamic'):
+        OnnxModel(str(tmp_path / 'fixed.onnx'))(example_image())
+
+
 @pytest.mark.parametrize('exporter', [
     'torchscript', pytest.param('dynamo', marks=pytest.mark.slow)])  # dynamo: ~1 min, opt-in
 def test_end_to_end_upernet_with_trained_weights_matches_mmseg(exporter, trained_checkpoint,

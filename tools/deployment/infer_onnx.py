@@ -1,7 +1,7 @@
-"""Run a file written by export_onnx.py on an image in onnxruntime and draw the result.
+"""Run a file of export_onnx.py on an image in onnxruntime or OpenVINO and draw the result.
 
     python tools/deployment/infer_onnx.py MODEL.onnx IMAGE [--out vis.png] [--score-thr 0.3]
-        [--threads N]
+        [--threads N] [--runtime onnxruntime|openvino] [--precision f32|bf16|f16|plugin]
 
 The file's metadata holds the config's test pipeline and class names: the image goes through
 the framework's own transforms, the graph, and the paste-back / rescale steps of
@@ -26,6 +26,10 @@ def main(argv=None):
     parser.add_argument('--score-thr', type=float, default=0.3,
                         help='detections drawn and printed from this score (default 0.3)')
     parser.add_argument('--threads', type=int, default=0)
+    parser.add_argument('--runtime', choices=('onnxruntime', 'openvino'), default='onnxruntime')
+    parser.add_argument('--precision', choices=('f32', 'bf16', 'f16', 'plugin'), default='f32',
+                        help="OpenVINO's CPU precision (default f32; 'plugin': the plugin's own "
+                        'choice, bf16 on CPUs with bf16, which changes the detections)')
     args = parser.parse_args(argv)
     for path, what in ((args.model, 'model file'), (args.image, 'image')):
         if not osp.isfile(path):
@@ -33,7 +37,8 @@ def main(argv=None):
             sys.exit(f'error: {what} {path} {problem}')
     from mmvit_ext.deployment import OnnxModel
     try:
-        model = OnnxModel(args.model, threads=args.threads or None)
+        model = OnnxModel(args.model, threads=args.threads or None, runtime=args.runtime,
+                          precision=args.precision)
         # detections below --score-thr are neither printed nor drawn: their masks are never
         # pasted (100 masks of an 8000x8000 image would take 6.4 GB)
         sample = model(args.image, score_thr=args.score_thr)
