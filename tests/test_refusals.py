@@ -316,6 +316,38 @@ def test_converter_output_problems_are_named_as_the_outputs(tmp_path):
         assert 'is not an official' not in errors[0]
 
 
+def test_converter_paths_that_would_lose_data_are_refused_or_replaced(tmp_path):
+    """A folder or a device as the source is named; the official file as the output (directly
+    or through a link) is refused and left as it was; an output that is a symbolic link is
+    replaced by the converted file, its target untouched."""
+    from tests.test_models.official_layouts import dilateformer_official_state_dict
+    src = tmp_path / 'official.pth'
+    torch.save({'model': dilateformer_official_state_dict('tiny')}, src)
+    original = src.read_bytes()
+    (tmp_path / 'link_to_src.pth').symlink_to(src)
+    (tmp_path / 'folder').mkdir()
+    cases = {
+        (str(tmp_path / 'folder'), str(tmp_path / 'o.pth')): r'folder is a directory; give the '
+                                                             r'checkpoint file inside it',
+        ('/dev/null', str(tmp_path / 'o.pth')): r'/dev/null is not a regular file \(a device',
+        (str(src), str(src)): r'the output .*official\.pth is the source file itself',
+        (str(src), str(tmp_path / 'link_to_src.pth')): r'link_to_src\.pth is the source file '
+                                                        r'itself',
+    }
+    for (source, dst), message in cases.items():
+        code, out = _convert('dilateformer', source, dst)
+        errors = [line for line in out.splitlines() if line.startswith('error:')]
+        assert code == 1 and len(errors) == 1 and re.search(message, errors[0]), out[-2000:]
+    assert src.read_bytes() == original and not (tmp_path / 'o.pth').exists()
+    victim = tmp_path / 'victim.txt'
+    victim.write_text('keep me')
+    (tmp_path / 'out.pth').symlink_to(victim)
+    code, out = _convert('dilateformer', str(src), str(tmp_path / 'out.pth'))
+    assert code == 0, out[-2000:]
+    assert victim.read_text() == 'keep me' and not (tmp_path / 'out.pth').is_symlink()
+    assert 'backbone.stem.0.weight' in torch.load(tmp_path / 'out.pth', weights_only=True)
+
+
 def test_converter_command_line_exit_status_and_no_traceback(tmp_path):
     src = _damaged_files(tmp_path)['truncated'][0]
     code, out = _run([sys.executable, 'tools/model_converters/sgformer2mmvit.py', src,

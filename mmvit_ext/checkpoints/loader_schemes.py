@@ -28,12 +28,13 @@ from urllib.parse import urlparse
 
 import torch
 
+from ..errors import Refusal
 from ..utils.torch_features import torch_version
 from .allow_list import extra_safe_globals
 from .safe_load import safe_torch_load
 
-__all__ = ['install', 'TORCH_HAS_ALLOW_LIST', 'load_from_local', 'load_from_http',
-           'register_load_check']
+__all__ = ['install', 'TORCH_HAS_ALLOW_LIST', 'CheckpointDownloadError', 'load_from_local',
+           'load_from_http', 'register_load_check']
 
 # ``add_safe_globals`` with ``(obj, 'module.name')`` pairs (needed for the restricted getattr)
 # and the weights_only default are both torch 2.6.
@@ -57,6 +58,10 @@ def _checked(checkpoint, filename: str):
     return checkpoint
 
 
+class CheckpointDownloadError(Refusal, OSError):
+    """A checkpoint URL that could not be fetched."""
+
+
 def load_from_local(filename: str, map_location=None):
     """mmengine's ``load_from_local``, unpickling safely."""
     filename = osp.expanduser(filename)
@@ -71,7 +76,13 @@ def _download_to_hub_cache(url: str, model_dir=None, progress=False) -> str:
     os.makedirs(model_dir, exist_ok=True)
     cached = osp.join(model_dir, osp.basename(urlparse(url).path))
     if not osp.exists(cached):
-        torch.hub.download_url_to_file(url, cached, None, progress=progress)
+        try:
+            torch.hub.download_url_to_file(url, cached, None, progress=progress)
+        except (OSError, ValueError) as error:  # URLError, HTTPError, a refused connection
+            reason = getattr(error, 'reason', None) or getattr(error, 'strerror', None) or error
+            raise CheckpointDownloadError(
+                f'could not download the checkpoint {url}: {reason}. Check the address and the '
+                'network, or download the file yourself and give its local path') from None
     return cached
 
 

@@ -6,6 +6,7 @@ name; a scope imports <scope>.registry) is refused in one line before any step i
 nothing runs."""
 import json
 import re
+import socket
 import sys
 
 import numpy as np
@@ -133,6 +134,18 @@ def test_export_tool_refuses_bad_paths_and_sizes_before_building_anything(tmp_pa
     _one_line_error(code, out, r'checkpoint .*missing\.pth not found')
     code, out = _export_tool([demo, '--shape', '64', '64', '--out', str(tmp_path)])
     _one_line_error(code, out, r'--out .* is a folder; give a file name')
+    (tmp_path / 'a_file').write_text('x')
+    code, out = _export_tool([demo, '--shape', '64', '64', '--out',
+                              str(tmp_path / 'a_file' / 'sub' / 'm.onnx')])
+    _one_line_error(code, out, r'--out .*m\.onnx cannot be written: .*a_file is a file, not a '
+                               r'folder')
+    (tmp_path / 'a_file').unlink()
+    with socket.socket() as s:  # a port nobody listens on: the connection is refused
+        s.bind(('127.0.0.1', 0))
+        url = f'http://127.0.0.1:{s.getsockname()[1]}/det.pth'
+    code, out = _export_tool([demo, url, '--shape', '64', '64', '--out',
+                              str(tmp_path / 'u.onnx')])
+    _one_line_error(code, out, rf'could not download the checkpoint {re.escape(url)}: .+')
     code, out = _export_tool(['configs/dilateformer/mask-rcnn_dilateformer-t_fpn_1x_coco.py',
                               '--shape', '4000', '6000', '--out', str(tmp_path / 'big.onnx')])
     _one_line_error(code, out, r'--shape 4000 6000 cannot be exported and checked on this '

@@ -88,6 +88,11 @@ def check_paths(args) -> str:
     if osp.isdir(out):
         sys.exit(f'error: --out {out} is a folder; give a file name, e.g. '
                  f'{osp.join(out, "model.onnx")}')
+    parent = osp.dirname(osp.abspath(out))
+    while not osp.exists(parent) and osp.dirname(parent) != parent:
+        parent = osp.dirname(parent)  # missing folders are created; the first existing one:
+    if not osp.isdir(parent):
+        sys.exit(f'error: --out {out} cannot be written: {parent} is a file, not a folder')
     return out
 
 
