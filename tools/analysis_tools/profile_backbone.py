@@ -53,7 +53,8 @@ def main():
     cuda = args.device.startswith('cuda')
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = build_backbone(args.model).to(args.device).train(args.mode == 'fwdbwd')
+    model = build_backbone(args.model).to(args.device)
+    model.train(args.mode == 'fwdbwd')  # mmdet's Swin train() returns None: not chained
     x = torch.randn(args.batch, 3, *args.shape, device=args.device)
 
     def step():
