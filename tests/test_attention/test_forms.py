@@ -17,15 +17,14 @@ def test_the_default_rule_fast_traceable_lean(monkeypatch):
     monkeypatch.setattr(forms, '_MEMORY_LEAN_ENV', None)  # as without MMVIT_MEMORY_LEAN
     q, k, v = _qkv(requires_grad=True)
     assert choose('msda', q, k, v, 3, 1, 1.).form == 'fast'
-    # training on an accelerator ('meta' stands in: any device but the CPU): memory-lean
-    x = torch.randn(2, 6, device='meta', requires_grad=True)
-    assert choose('dg.attention', x, x, x, None, 1.).form == 'lean'
-    with torch.no_grad():  # no gradient: nothing to save memory on
-        assert choose('dg.attention', x, x, x, None, 1.).form == 'fast'
-    y = torch.randn(2, 6, requires_grad=True)  # training on the CPU
-    assert choose('dg.attention', y, y, y, None, 1.).form == 'fast'
-    monkeypatch.setattr(forms, '_MEMORY_LEAN_ENV', True)  # MMVIT_MEMORY_LEAN=1
-    assert choose('dg.attention', y, y, y, None, 1.).form == 'lean'
+    # training, on any device ('meta' stands in for an accelerator): memory-lean
+    for device in ('meta', 'cpu'):
+        x = torch.randn(2, 6, device=device, requires_grad=True)
+        assert choose('dg.attention', x, x, x, None, 1.).form == 'lean'
+        with torch.no_grad():  # no gradient: nothing to save memory on
+            assert choose('dg.attention', x, x, x, None, 1.).form == 'fast'
+    monkeypatch.setattr(forms, '_MEMORY_LEAN_ENV', False)  # MMVIT_MEMORY_LEAN=0
+    assert choose('dg.attention', x, x, x, None, 1.).form == 'fast'
 
 
 def test_tracers_get_the_traceable_forms_without_being_asked():

@@ -128,14 +128,14 @@ def test_irffn_function_with_cumulative_batchnorm_average():
         assert torch.allclose(a, b, atol=1e-6)
 
 
-def test_irffn_function_keeps_a_third_of_the_activations():
+def test_irffn_function_keeps_one_of_the_six_hidden_activations():
     m = _Hidden(16)
     x = torch.randn(1, 24, 24, 16, requires_grad=True)
     params = list(m.parameters())
     plain = saved_activation_bytes(lambda: _plain_irffn_hidden(x, *m.layers()), params)
     fused = saved_activation_bytes(lambda: irffn_hidden(x, *m.layers()), params)
     hidden = 24 * 24 * 64 * 4  # bytes of one 4x-wide activation
-    assert plain >= 6 * hidden and fused <= 2 * hidden + x.numel() * 4 + 1024
+    assert plain >= 6 * hidden and fused <= hidden + x.numel() * 4 + 1024
 
 
 def test_irffn_bf16_autocast_matches_the_layer_by_layer_form():
@@ -166,3 +166,29 @@ def test_irffn_takes_the_plain_path_without_grad_and_for_sync_bn():
     out = irffn_hidden(x, *m_sync.layers())
     assert type(out.grad_fn).__name__ != '_IRFFNHiddenFunctionBackward'
 
+
+
+def test_gelu_bn_function_equals_the_module_pair():
+    from mmvit_ext.models.layers.gelu_bn import gelu_bn, gelu_bn_plain
+    for training, memory_format in ((True, torch.contiguous_format), (True, torch.channels_last),
+                                    (False, torch.contiguous_format)):
+        bn = _randomised(nn.BatchNorm2d(5)).double().train(training)
+        bn_ref = copy.deepcopy(bn)
+        x = torch.randn(2, 5, 6, 7, dtype=torch.float64).to(memory_format=memory_format)
+        x.requires_grad_()
+        out = gelu_bn(x, bn)
+        assert type(out.grad_fn).__name__ == '_GeluBNFunctionBackward'
+        with attention_form('fast'):
+            ref = gelu_bn_plain(x, bn_ref)
+        assert torch.allclose(out, ref, atol=1e-12)
+        g = torch.randn_like(ref)
+        for a, b in zip(torch.autograd.grad(out, [x, bn.weight, bn.bias], g),
+                        torch.autograd.grad(ref, [x, bn_ref.weight, bn_ref.bias], g)):
+            assert torch.allclose(a, b, atol=1e-10)
+        for a, b in zip(bn.buffers(), bn_ref.buffers()):
+            assert torch.equal(a, b)
+        params = [bn.weight, bn.bias]
+        kept = saved_activation_bytes(lambda: gelu_bn(x, bn), params)
+        with attention_form('fast'):
+            both = saved_activation_bytes(lambda: gelu_bn_plain(x, bn_ref), params)
+        assert kept <= x.numel() * 8 + 1024 < both

@@ -28,6 +28,7 @@ from ...attention.shapes import ceil_div, pad_hw
 from ...errors import ConfigValueError
 from ..layers import (DropPath, arch_name, check_common_arguments, check_stage_indices,
                       drop_path_rates, pretrained_to_init_cfg, resolve_arch, vit_init_)
+from ..layers.gelu_bn import gelu_bn
 from ..layers.irffn import irffn_hidden, nchw, nhwc
 from ..registry import MODELS
 from .base import PyramidBackbone, stage_blocks
@@ -36,12 +37,16 @@ __all__ = ['DGT']
 
 
 class ConvGeluBN(nn.Sequential):
-    """Conv -> GELU -> BatchNorm (CMT's order)."""
+    """Conv -> GELU -> BatchNorm (CMT's order). GELU and BN run in one form
+    (``layers/gelu_bn.py``: the memory-lean one keeps only the conv output for backward)."""
 
     def __init__(self, in_ch, out_ch, kernel_size, stride=1, groups=1):
         super().__init__(
             nn.Conv2d(in_ch, out_ch, kernel_size, stride, kernel_size // 2, groups=groups),
             nn.GELU(), nn.BatchNorm2d(out_ch))
+
+    def forward(self, x):
+        return gelu_bn(self[0](x), self[2])
 
 
 class IRFFN(nn.Module):
@@ -50,9 +55,10 @@ class IRFFN(nn.Module):
     CMT's 1x1 convs are Linear layers on the channels-last tokens (the same product, on the fast
     GEMM path: the 1x1 conv on a channels-last view took a slow conv kernel on CPU), and each
     BatchNorm2d normalises the channels-last view, over (N, H, W) as usual. In training,
-    everything up to ``fc2`` runs as one autograd function that keeps two of the six 4x-wide
-    activations and recomputes the element-wise rest in backward (``models/layers/irffn.py``): the
-    IRFFN had kept 3x the activations of a plain MLP.
+    everything up to ``fc2`` runs as one autograd function that keeps one of the six 4x-wide
+    activations and recomputes the rest (element-wise ops, the depthwise conv) in backward
+    (``models/layers/irffn.py``, the memory-lean form): the IRFFN had kept 3x the activations
+    of a plain MLP.
     """
 
     def __init__(self, dims, ratio=4.):

@@ -1,8 +1,9 @@
 """CMT's inverted-residual FFN (DGT): ``fc1 -> GELU -> BN -> (+ dwconv -> GELU -> BN) -> fc2``.
 
-The ``lean`` form runs the middle as one autograd function that keeps two hidden activations
-(the fc1 output and the conv output) instead of six, and recomputes the cheap element-wise rest
-in backward: same numbers, same running-statistics updates. It applies when the norms are plain
+The ``lean`` form runs the middle as one autograd function that keeps one hidden activation
+(the fc1 output) instead of six, and recomputes the rest in backward (element-wise ops and the
+depthwise conv, 9 MACs an element against fc1's and fc2's 2C): same numbers, same
+running-statistics updates. It applies when the norms are plain
 ``nn.BatchNorm2d`` with running statistics (not SyncBatchNorm after
 ``convert_sync_batchnorm``); the ``fast`` form runs the same ops one by one.
 """
@@ -11,37 +12,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ...attention.forms import dispatch, register
-from ...attention.shapes import accumulation_dtype
+from .bn_parts import bn_apply, bn_forward, count_batch, plain_batchnorm
 
 __all__ = ['irffn_hidden', 'nchw', 'nhwc']
-
-
-def _acc(t: torch.Tensor) -> torch.Tensor:
-    return t.to(accumulation_dtype(t.dtype))
-
-
-def _bn_factor(bn: nn.BatchNorm2d) -> float:
-    """The running-average factor ``nn.BatchNorm2d.forward`` would use (and its counter step)."""
-    if bn.momentum is not None:
-        return bn.momentum
-    return 1.0 / float(bn.num_batches_tracked)
-
-
-def _bn_forward(x, bn: nn.BatchNorm2d, factor: float):
-    """BN of an NCHW view: output, and the mean / inverse std it normalised with."""
-    if bn.training:
-        y, mean, invstd = torch.ops.aten.native_batch_norm(
-            x, bn.weight, bn.bias, bn.running_mean, bn.running_var, True, factor, bn.eps)
-        return y, mean, invstd
-    mean, invstd = bn.running_mean, torch.rsqrt(bn.running_var + bn.eps)
-    return _bn_apply(x, mean, invstd, bn.weight, bn.bias), mean, invstd
-
-
-def _bn_apply(x, mean, invstd, weight, bias):
-    xf = _acc(x)
-    view = lambda t: t.to(xf.dtype)[None, :, None, None]  # noqa: E731
-    scale = view(weight) * view(invstd)
-    return torch.addcmul(view(bias) - view(mean) * scale, xf, scale).to(x.dtype)
 
 
 def nchw(t):  # (B, H, W, C) -> NCHW view (channels-last memory)
@@ -61,15 +34,15 @@ class _IRFFNHiddenFunction(torch.autograd.Function):
         bn1, bn2, factors = modules
         h0 = F.linear(x, w1, b1)  # autocast applies here as it does to nn.Linear
         a = F.gelu(h0)
-        b, m1, r1 = _bn_forward(nchw(a), bn1, factors[0])
+        b, m1, r1 = bn_forward(nchw(a), bn1, factors[0])
         c = F.conv2d(b, wd, bd, 1, 1, 1, wd.shape[0])
         e = F.gelu(c)
-        f, m2, r2 = _bn_forward(e, bn2, factors[1])
+        f, m2, r2 = bn_forward(e, bn2, factors[1])
         y = F.linear(nhwc(b + f), w2, b2)
         ctx.modules = (bn1, bn2)
         ctx.training = (bn1.training, bn2.training)
         ctx.conv_dtype = c.dtype
-        ctx.save_for_backward(x, h0, c, m1, r1, m2, r2, w1, g1, be1, wd, g2, be2, w2)
+        ctx.save_for_backward(x, h0, m1, r1, m2, r2, w1, g1, be1, wd, bd, g2, be2, w2)
         return y
 
     @staticmethod
@@ -80,15 +53,19 @@ class _IRFFNHiddenFunction(torch.autograd.Function):
 
     @staticmethod
     def _backward(ctx, grad_y):
-        x, h0, c, m1, r1, m2, r2, w1, g1, be1, wd, g2, be2, w2 = ctx.saved_tensors
+        x, h0, m1, r1, m2, r2, w1, g1, be1, wd, bd, g2, be2, w2 = ctx.saved_tensors
         bn1, bn2 = ctx.modules
         dt = h0.dtype
         hidden = h0.shape[-1]
-        # recompute the element-wise part from the two kept activations
+        # recompute the rest from the kept fc1 output; the conv in the forward's dtype (under
+        # autocast: its half-precision weights), so c is the forward's c bit for bit
         a = F.gelu(h0)
-        b = _bn_apply(nchw(a), m1, r1, g1, be1)
+        b = bn_apply(nchw(a), m1, r1, g1, be1)
+        cd = ctx.conv_dtype
+        c = F.conv2d(b.to(cd), wd.to(cd), None if bd is None else bd.to(cd), 1, 1, 1,
+                     wd.shape[0])
         e = F.gelu(c)
-        g = b + _bn_apply(e, m2, r2, g2, be2)  # NCHW view
+        g = b + bn_apply(e, m2, r2, g2, be2)  # NCHW view
         gy = grad_y.reshape(-1, grad_y.shape[-1]).to(dt)
         g_rows = nhwc(g).reshape(-1, hidden)
         grad_w2 = (gy.t() @ g_rows).to(w2.dtype)
@@ -141,18 +118,12 @@ def _params(fc1, bn1, dwconv, bn2, fc2):
 
 
 def _lean_applies(x, fc1, bn1, dwconv, bn2, fc2):
-    plain_norms = all(type(m) is nn.BatchNorm2d and m.track_running_stats and m.affine
-                      for m in (bn1, bn2))
-    return plain_norms and x.numel() > 0 and all(p is not None
-                                                 for p in _params(fc1, bn1, dwconv, bn2, fc2))
+    return plain_batchnorm(bn1) and plain_batchnorm(bn2) and x.numel() > 0 and all(
+        p is not None for p in _params(fc1, bn1, dwconv, bn2, fc2))
 
 
 @register('irffn', 'lean', available=_lean_applies)
 def irffn_hidden_lean(x, fc1, bn1, dwconv, bn2, fc2):
-    factors = []
-    for bn in (bn1, bn2):
-        if bn.training:
-            bn.num_batches_tracked.add_(1)  # what nn.BatchNorm2d.forward does
-        factors.append(_bn_factor(bn) if bn.training else 0.)
+    factors = (count_batch(bn1), count_batch(bn2))
     return _IRFFNHiddenFunction.apply(x, *_params(fc1, bn1, dwconv, bn2, fc2),
-                                      (bn1, bn2, tuple(factors)))
+                                      (bn1, bn2, factors))
