@@ -198,10 +198,12 @@ def backbone_case(case):
     backward = case['mode'] == 'fwdbwd'
     model.train(backward)
     x = torch.randn(case['batch'], 3, *case['size'], device=case['device'])
+    # torch.compile (inductor, this one size): the first call compiles, outside the timed steps
+    run_model = torch.compile(model) if case.get('compile') else model
 
     def forward():
         with precision_context(case['device'], case.get('precision', 'fp32')):
-            return model(x)
+            return run_model(x)
 
     def run():
         if backward:
@@ -212,7 +214,7 @@ def backbone_case(case):
             with torch.no_grad():
                 forward()
 
-    if backward:  # what training keeps for backward, before anything is timed
+    if backward and not case.get('compile'):  # what training keeps, before anything is timed
         case['saved_mb'] = saved_activation_bytes(forward, list(model.parameters())) / 2**20
         model.zero_grad(set_to_none=True)
     return run

@@ -180,6 +180,17 @@ def test_profile_backbone_groups_operator_time(mode):
     assert abs(sum(float(v) for v in shares.values()) - 100) < 0.5
 
 
+def test_profile_backbone_floor_against_swin():
+    out = _run(['tools/analysis_tools/profile_backbone.py', 'dgt-t', '--shape', '64', '64',
+                '--baseline', 'swin-t', '--top', '3'])
+    assert out.count('s of operator time') == 2  # dgt-t, then mmdet's Swin-T
+    m = re.search(r'per FLOP vs swin-t \(operator time\): ([\d.]+); floor ([\d.]+) '
+                  r'\(FLOPs ([\d.]+)x; non-matmul time (\d+)% here, (\d+)% in swin-t\)', out)
+    assert m, out[-2000:]
+    measured, floor, ratio = (float(v) for v in m.groups()[:3])
+    assert 0 < floor and 0 < ratio and measured > 0
+
+
 def test_attention_benchmark_compares_qna_with_unfold_local_attention():
     out = _run(['tools/analysis_tools/benchmark_attention.py', '--op', 'qna', '--size', '16', '24',
                 '--channels', '16', '--heads', '2', '--kernels', '3', '7', '--mode', 'fwd',
@@ -292,3 +303,16 @@ def test_model_zoo_stats_writes_the_numbers_into_the_metafile_and_keeps_the_rest
                    '      Input Size: 224x224\n      Epochs: 12\n    # a comment\n'
                    '  - Name: b\n    Metadata:\n      Parameters: 5\n      FLOPs: 7\n'
                    '      Input Size: 800x1280\n      Epochs: 36\n')
+
+
+@pytest.mark.slow  # inductor builds each model: minutes on 2 cores
+def test_backbone_benchmark_compile_column(tmp_path):
+    out = _run(['tools/analysis_tools/benchmark_backbones.py', '--models', 'dilateformer-t',
+                'swin-t', '--shape', '64', '96', '--steps', '2', '--warmup', '0', '--modes',
+                'fwd', '--compile'], timeout=1800)
+    header = [c.strip() for c in out.splitlines()[1].split('|')]
+    rows = [dict(zip(header, (c.strip() for c in line.split('|'))))
+            for line in out.splitlines()[3:]]
+    assert [(r['backbone'], r['torch.compile']) for r in rows] == [
+        ('swin-t', 'no'), ('dilateformer-t', 'no'), ('swin-t', 'yes'), ('dilateformer-t', 'yes')]
+    assert rows[2]['time / Swin-T'] == '1.00'  # compiled rows against compiled Swin-T

@@ -3,7 +3,7 @@
     python tools/analysis_tools/benchmark_backbones.py
         [--models dilateformer-t qnavit-t dgt-t sgformer-s swin-t] [--shape H W] [--batch B]
         [--modes fwd fwdbwd] [--precisions fp32 fp16 bf16] [--device cuda|cpu]
-        [--steps N] [--warmup N] [--threads N] [--out-json F] [--out-md F]
+        [--steps N] [--warmup N] [--threads N] [--compile] [--out-json F] [--out-md F]
 
 Defaults follow the device. CUDA: 800x1344, batch 2, fp32 / fp16 / bf16 (autocast), median of 10
 steps after 2 warm-up steps. CPU (a quick check of the same protocol): 400x672, batch 1, fp32,
@@ -13,7 +13,8 @@ Each row: median time, peak memory (CUDA: max allocated; CPU: growth of the max 
 forward+backward the activations autograd keeps (``saved MB``, the same count on every device),
 the FLOPs (MACs, the project's counter, attention products included) and
 ``per-FLOP = (time / Swin-T's time) / (FLOPs / Swin-T's FLOPs)``: below 1 means more efficient per
-FLOP than mmdet's Swin-T. On CUDA, Swin-T runs first and last; its two times are averaged
+FLOP than mmdet's Swin-T. ``--compile`` adds each case under ``torch.compile`` (inductor, the one
+shape; its first call compiles, outside the timing), compared with compiled Swin-T. On CUDA, Swin-T runs first and last; its two times are averaged
 (the table lists both runs).
 """
 import argparse
@@ -44,6 +45,8 @@ def parse_args(argv=None):
                    help='timed steps (median reported)')
     p.add_argument('--warmup', type=int)
     p.add_argument('--threads', type=int, default=1, help='CPU threads')
+    p.add_argument('--compile', action='store_true',
+                   help='also time each case under torch.compile (inductor)')
     p.add_argument('--out-json', help='write the rows as JSON')
     p.add_argument('--out-md', help='write the table as Markdown')
     args = p.parse_args(argv)
@@ -76,18 +79,23 @@ def main(argv=None):
         case = dict(kind='flops', model=name, size=args.shape, device='cpu', threads=args.threads)
         flops[name] = run_case_in_subprocess('mmvit_ext.analysis.bench_cases', case)['flops']
     results = []
-    for mode in args.modes:
-        for precision in args.precisions:
-            for name in run_order(args.models, cuda):
-                case = dict(kind='backbone', model=name, mode=mode, precision=precision,
-                            size=args.shape, batch=args.batch, device=args.device,
-                            threads=args.threads, repeat=args.steps, warmup=args.warmup)
-                results.append(run_case_in_subprocess('mmvit_ext.analysis.bench_cases', case))
+    for compiled in [False, True] if args.compile else [False]:
+        for mode in args.modes:
+            for precision in args.precisions:
+                for name in run_order(args.models, cuda):
+                    case = dict(kind='backbone', model=name, mode=mode, precision=precision,
+                                size=args.shape, batch=args.batch, device=args.device,
+                                threads=args.threads, repeat=args.steps, warmup=args.warmup,
+                                compile=compiled)
+                    results.append(run_case_in_subprocess('mmvit_ext.analysis.bench_cases',
+                                                          case))
     rows = []
     for r in results:
         base = [b['median_ms'] for b in results if b['model'] == BASELINE
-                and b['mode'] == r['mode'] and b['precision'] == r['precision']]
+                and b['mode'] == r['mode'] and b['precision'] == r['precision']
+                and b['compile'] == r['compile']]
         row = dict(backbone=r['model'], mode=r['mode'], precision=r['precision'],
+                   **({'torch.compile': 'yes' if r['compile'] else 'no'} if args.compile else {}),
                    **{'median ms': f'{r["median_ms"]:.1f}', 'peak MB': f'{r["peak_mb"]:.0f}',
                       'saved MB': f'{r["saved_mb"]:.0f}' if 'saved_mb' in r else '-',
                       'GFLOPs': f'{args.batch * flops[r["model"]] / 1e9:.1f}'})
