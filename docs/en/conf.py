@@ -37,7 +37,8 @@ templates_path = []
 
 html_theme = 'furo'
 html_title = 'mmvit_ext'
-html_static_path = []
+html_static_path = ['_static']
+html_css_files = ['layout.css']  # tables scroll, code wraps: nothing is cut off
 
 autodoc_member_order = 'bysource'
 autodoc_typehints = 'description'

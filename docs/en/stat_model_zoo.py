@@ -1,13 +1,29 @@
-"""The model zoo table, generated from the configs' metafiles (``model-index.yml``) at each docs
-build: one row per config with its task, dataset, the paper's numbers, the measured params and
-FLOPs, and links to the config and the family page."""
+"""The model zoo tables, generated from the configs' metafiles (``model-index.yml``) at each docs
+build: one table per task (COCO detection and instance segmentation, ADE20K semantic
+segmentation, ImageNet classification) and the attention ablation in its own, every row with its
+task, dataset, input size, the paper's numbers, the measured params and FLOPs (whole model, or
+backbone only for the ablation), and what is available to download. Links stay in the manual:
+the family's page; a config is named by its file name (it lives in ``configs/<family>/``)."""
 import os
-import re
 import os.path as osp
+import re
 
 import yaml
 
-GITHUB = 'https://github.com/mmvit-ext/mmvit_ext/blob/main/'
+FAMILY_PAGES = {'DilateFormer': 'models/dilateformer.md', 'SG-Former': 'models/sgformer.md',
+                'QnA-ViT': 'models/qna.md', 'DGT-style': 'models/dgt.md',
+                'Attention-Ablation': 'ablation.md'}
+
+# (heading, task and dataset of every row, how to tell a config of it)
+TABLES = [
+    ('Object detection and instance segmentation (COCO)',
+     'Instance segmentation, COCO', lambda name: 'coco' in name),
+    ('Semantic segmentation (ADE20K)', 'Semantic segmentation, ADE20K',
+     lambda name: 'ade20k' in name),
+    ('Image classification (ImageNet-1k)', 'Image classification, ImageNet-1k',
+     lambda name: 'in1k' in name),
+]
+NOT_AVAILABLE = 'none available'
 
 
 def _rows(repo: str):
@@ -17,31 +33,54 @@ def _rows(repo: str):
         with open(osp.join(repo, metafile)) as f:
             meta = yaml.safe_load(f)
         family = meta['Collections'][0]['Name']
-        readme = meta['Collections'][0].get('README', '')
         for model in meta.get('Models', []):
             info = model.get('Metadata', {})
             results = model.get('Results') or [{}]
             metrics = '; '.join(f'{k} {v}' for k, v in (results[0].get('Metrics') or {}).items())
-            yield dict(family=family, readme=readme, name=model['Name'], config=model['Config'],
-                       task=results[0].get('Task', ''), dataset=results[0].get('Dataset', ''),
+            yield dict(family=family, name=model['Name'], config=model['Config'],
                        metrics=metrics or 'none reported', params=info.get('Parameters'),
-                       flops=info.get('FLOPs'), input=info.get('Input Size', ''))
+                       flops=info.get('FLOPs'), input=info.get('Input Size', ''),
+                       weights=model.get('Weights') or NOT_AVAILABLE)
 
 
 def _num(value, scale):
     return '' if value in (None, '') else f'{float(value) / scale:.2f}'
 
 
+def _table(rows, task, scope, input_default=''):
+    lines = ['| family | config | task, dataset | input | paper | params (M) | FLOPs (G) | '
+             'counted | checkpoint, log |',
+             '|---|---|---|---|---|---|---|---|---|']
+    for r in rows:
+        family = f'[{r["family"]}]({FAMILY_PAGES[r["family"]]})' \
+            if r['family'] in FAMILY_PAGES else r['family']
+        lines.append(f'| {family} | `{osp.basename(r["config"])}` | {task} | {r["input"] or input_default} | '
+                     f'{r["metrics"]} | {_num(r["params"], 1e6)} | {_num(r["flops"], 1e9)} | '
+                     f'{scope} | {r["weights"]} |')
+    return lines
+
+
 def write(out: str, repo: str) -> None:
-    lines = ['| family | config | task | dataset | paper | params (M) | FLOPs (G) | at |',
-             '|---|---|---|---|---|---|---|---|']
-    for r in _rows(repo):
-        family = f'[{r["family"]}]({GITHUB}{r["readme"]})' if r['readme'] else r['family']
-        lines.append(f'| {family} | [{r["name"]}]({GITHUB}{r["config"]}) | {r["task"]} | '
-                     f'{r["dataset"]} | {r["metrics"]} | {_num(r["params"], 1e6)} | '
-                     f'{_num(r["flops"], 1e9)} | {r["input"]} |')
+    rows = list(_rows(repo))
+    ours = [r for r in rows if r['family'] != 'Attention-Ablation']
+    ablation = [r for r in rows if r['family'] == 'Attention-Ablation']
+    lines = []
+    for heading, task, belongs in TABLES:
+        lines += ['', f'## {heading}', '']
+        lines += _table([r for r in ours if belongs(r['name'])], task, 'whole model')
+    lines += ['', '## Attention ablation (backbone only)', '',
+              'One skeleton, the attention chosen per stage, every variant sized to the same '
+              'FLOPs; params and FLOPs are the backbone\'s at 224x224 ([ablation](ablation.md)).',
+              '']
+    for heading, task, belongs in TABLES:
+        lines += _table([r for r in ablation if belongs(r['name'])], task, 'backbone only',
+                        '224x224')[(0 if heading.startswith('Object') else 2):]
+    leftover = [r['name'] for r in rows if not any(b(r['name']) for _, _, b in TABLES)]
+    if leftover:
+        raise ValueError(f'model zoo: no table takes {leftover} (name it *coco*, *ade20k* or '
+                         '*in1k*)')
     os.makedirs(osp.dirname(out), exist_ok=True)
-    text = '\n'.join(lines) + '\n'
+    text = '\n'.join(lines).lstrip() + '\n'
     if not osp.exists(out) or open(out).read() != text:
         with open(out, 'w') as f:
             f.write(text)
