@@ -316,3 +316,24 @@ def test_backbone_benchmark_compile_column(tmp_path):
     assert [(r['backbone'], r['torch.compile']) for r in rows] == [
         ('swin-t', 'no'), ('dilateformer-t', 'no'), ('swin-t', 'yes'), ('dilateformer-t', 'yes')]
     assert rows[2]['time / Swin-T'] == '1.00'  # compiled rows against compiled Swin-T
+
+
+def test_backbone_benchmark_pairs_every_model_with_the_swin_run_before_it():
+    """On the CPU each ratio takes the Swin-T run right before the model (the machine's speed
+    drifts over a table); on CUDA Swin-T runs first and last and both count."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'benchmark_backbones', f'{REPO}/tools/analysis_tools/benchmark_backbones.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    models = ['dgt-t', 'swin-t', 'qnavit-t']
+    assert tool.run_order(models, cuda=False) == ['swin-t', 'dgt-t', 'swin-t', 'qnavit-t']
+    assert tool.run_order(models, cuda=True) == ['swin-t', 'dgt-t', 'qnavit-t', 'swin-t']
+    common = dict(mode='fwd', precision='fp32', compile=False)
+    runs = [dict(common, model=m, device='cpu', median_ms=t)
+            for m, t in [('swin-t', 100.), ('dgt-t', 150.), ('swin-t', 200.), ('qnavit-t', 50.)]]
+    assert [b['median_ms'] for b in tool.baseline_runs(runs, 1)] == [100.]
+    assert [b['median_ms'] for b in tool.baseline_runs(runs, 3)] == [200.]
+    assert [b['median_ms'] for b in tool.baseline_runs(runs, 0)] == [100., 200.]
+    cuda = [dict(r, device='cuda') for r in runs]
+    assert [b['median_ms'] for b in tool.baseline_runs(cuda, 3)] == [100., 200.]

@@ -13,9 +13,12 @@ Each row: median time, peak memory (CUDA: max allocated; CPU: growth of the max 
 forward+backward the activations autograd keeps (``saved MB``, the same count on every device),
 the FLOPs (MACs, the project's counter, attention products included) and
 ``per-FLOP = (time / Swin-T's time) / (FLOPs / Swin-T's FLOPs)``: below 1 means more efficient per
-FLOP than mmdet's Swin-T. ``--compile`` adds each case under ``torch.compile`` (inductor, the one
-shape; its first call compiles, outside the timing), compared with compiled Swin-T. On CUDA, Swin-T runs first and last; its two times are averaged
-(the table lists both runs).
+FLOP than mmdet's Swin-T. On the CPU, Swin-T runs again right before every model and each
+ratio takes that run (``Swin-T ms``; Swin-T's own row shows the median of its runs): the speed of
+a shared or throttled machine drifts over the minutes a table takes. On CUDA, Swin-T runs first
+and last and the ratios take the mean of the two. ``--compile`` adds each case under
+``torch.compile`` (inductor, the one shape; its first call compiles, outside the timing),
+compared with compiled Swin-T.
 """
 import argparse
 import json
@@ -64,11 +67,29 @@ def parse_args(argv=None):
 
 
 def run_order(models, cuda):
-    """Swin-T first and last on CUDA (clock / thermal drift shows as a difference)."""
+    """Swin-T first and last on CUDA (clock / thermal drift shows as a difference); on the CPU
+    Swin-T runs again right before every model, whose ratio takes that run: a shared or
+    throttled machine's speed drifts over the minutes a table takes."""
     order = [m for m in models if m != BASELINE]
-    if BASELINE in models:
-        order = [BASELINE] + order + ([BASELINE] if cuda and order else [])
-    return order
+    if BASELINE not in models:
+        return order
+    if cuda:
+        return [BASELINE] + order + ([BASELINE] if order else [])
+    return [m for name in order for m in (BASELINE, name)] or [BASELINE]
+
+
+def baseline_runs(results, i):
+    """The Swin-T runs that result ``i`` is compared with: on the CPU the one right before it,
+    on CUDA all of its group's (first and last)."""
+    r = results[i]
+
+    def same(b):
+        return (b['model'] == BASELINE and b['mode'] == r['mode']
+                and b['precision'] == r['precision'] and b['compile'] == r['compile'])
+    if r['device'].startswith('cuda'):
+        return [b for b in results if same(b)]
+    before = [b for b in results[:i + 1] if same(b)]
+    return before[-1:] if r['model'] != BASELINE else [b for b in results if same(b)]
 
 
 def main(argv=None):
@@ -90,21 +111,29 @@ def main(argv=None):
                     results.append(run_case_in_subprocess('mmvit_ext.analysis.bench_cases',
                                                           case))
     rows = []
-    for r in results:
-        base = [b['median_ms'] for b in results if b['model'] == BASELINE
-                and b['mode'] == r['mode'] and b['precision'] == r['precision']
-                and b['compile'] == r['compile']]
+    shown = set()
+    for i, r in enumerate(results):
+        key = (r['model'], r['mode'], r['precision'], r['compile'])
+        if key in shown:  # Swin-T's repeated runs: one row, the median of them
+            continue
+        shown.add(key)
+        base = [b['median_ms'] for b in baseline_runs(results, i)]
+        if r['model'] == BASELINE and base:
+            base = [sorted(base)[len(base) // 2]]
+            r = dict(r, median_ms=base[0])
         row = dict(backbone=r['model'], mode=r['mode'], precision=r['precision'],
                    **({'torch.compile': 'yes' if r['compile'] else 'no'} if args.compile else {}),
                    **{'median ms': f'{r["median_ms"]:.1f}', 'peak MB': f'{r["peak_mb"]:.0f}',
                       'saved MB': f'{r["saved_mb"]:.0f}' if 'saved_mb' in r else '-',
                       'GFLOPs': f'{args.batch * flops[r["model"]] / 1e9:.1f}'})
         if base:
+            row['Swin-T ms'] = f'{sum(base) / len(base):.1f}'
             t = r['median_ms'] / (sum(base) / len(base))
             f = flops[r['model']] / flops[BASELINE]
             row.update({'FLOPs / Swin-T': f'{f:.2f}', 'time / Swin-T': f'{t:.2f}',
                         'per-FLOP vs Swin-T': f'{t / f:.2f}'})
         rows.append(row)
+    for r in results:
         r['flops'] = args.batch * flops[r['model']]
     columns = list(dict.fromkeys(c for row in rows for c in row))
     header = (f'{args.device}, batch {args.batch}, {args.shape[0]}x{args.shape[1]}, median of '
