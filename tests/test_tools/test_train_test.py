@@ -77,6 +77,22 @@ def test_detection_training_lowers_the_loss(config, small_data, tmp_path):
     assert 'coco/bbox_mAP' in out and osp.isfile(osp.join(work, 'epoch_3.pth'))
 
 
+@pytest.mark.slow  # inductor builds the forward and backward graphs: minutes a model on 2 cores
+@pytest.mark.timeout(3600)
+@pytest.mark.parametrize('family', ['dilateformer', 'qnavit', 'sgformer', 'dgt'])
+def test_demo_detector_trains_with_mmengine_compile(family, small_data, tmp_path):
+    """mmengine's ``compile=True`` (torch.compile, inductor, CPU): each family's demo Mask R-CNN
+    trains an epoch through tools/train.py, with finite losses, and evaluates."""
+    work = str(tmp_path / 'work')
+    opts = _det_options(small_data, epochs=1) + ['compile=True', 'randomness.seed=0']
+    out = _run([sys.executable, 'tools/train.py',
+                f'configs/_small_/mask-rcnn_{family}-demo_fpn_small-coco.py', '--work-dir', work,
+                '--cfg-options', *opts], timeout=3500)
+    losses = [float(x) for x in re.findall(r'Epoch\(train\).*? loss: ([0-9.]+)', out)]
+    assert len(losses) == 4 and all(0 < v < 100 for v in losses), out[-3000:]
+    assert 'coco/bbox_mAP' in out and osp.isfile(osp.join(work, 'epoch_1.pth'))
+
+
 def test_segmentation_train_then_test(small_data, tmp_path):
     work = str(tmp_path / 'seg')
     opts = [f'{p}_dataloader.dataset.data_root={small_data["ade20k"]}' for p in ('train', 'val', 'test')]
