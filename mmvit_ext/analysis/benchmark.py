@@ -17,7 +17,21 @@ from typing import Callable, Dict, List
 
 import torch
 
-__all__ = ['measure', 'run_case_in_subprocess', 'format_table', 'saved_activation_bytes']
+__all__ = ['measure', 'run_case_in_subprocess', 'format_table', 'saved_activation_bytes',
+           'cpu_name']
+
+
+def cpu_name() -> str:
+    """The CPU's model name, for the setting line of a benchmark table."""
+    import platform
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _rss_peak_bytes() -> int:

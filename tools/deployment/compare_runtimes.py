@@ -19,18 +19,8 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
+from mmvit_ext.analysis.benchmark import cpu_name as _cpu_name  # noqa: E402
 from mmvit_ext.utils.cli import one_line_refusals  # noqa: E402
-
-
-def _cpu_name() -> str:
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def compare(got, ref, score_thr: float):
