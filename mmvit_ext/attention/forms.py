@@ -25,7 +25,7 @@ whose fast form tests a size) has implementations registered under a *form*:
 3. otherwise, when a gradient is needed and memory-lean is on: ``'lean'`` (on by default on
    every device, so that training keeps the same activations everywhere;
    ``MMVIT_MEMORY_LEAN=0``, read once when this module is imported, turns it off: faster by
-   up to ~10% of a DGT training step, at up to 2.7x its activations);
+   up to a quarter of a training step on the CPU (DGT), at up to 2.7x its activations);
 4. otherwise ``'fast'``;
 
 then ``'fast'`` for an operator that has none of the forms asked for. Within a form, the

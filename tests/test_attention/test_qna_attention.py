@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 
+from mmvit_ext.analysis.benchmark import saved_activation_bytes
 from mmvit_ext.attention import attention_form
 from mmvit_ext.attention.qna import QnAAttention, normalized_queries
 
@@ -25,10 +26,13 @@ def _layer(din, feats, heads, k, stride, seed=0):
 @pytest.mark.parametrize('hw,k,stride', [((8, 8), 3, 1), ((13, 10), 3, 1), ((9, 11), 7, 1),
                                          ((6, 6), 11, 1), ((13, 10), 3, 2), ((9, 11), 7, 2),
                                          ((1, 1), 3, 1), ((2, 3), 3, 2)])
-def test_fast_matches_reference_in_output_and_gradient(hw, k, stride):
+@pytest.mark.parametrize('form', ['fast', 'lean'])
+def test_fast_matches_reference_in_output_and_gradient(hw, k, stride, form):
     m = _layer(16, 32 if stride == 2 else 16, 4 if stride == 2 else 2, k, stride)
     x = torch.randn(2, *hw, 16, requires_grad=True)
-    fast, ref = m(x), _reference(m, x)
+    with attention_form(form):
+        fast = m(x)
+    ref = _reference(m, x)
     Ho, Wo = -(-hw[0] // stride), -(-hw[1] // stride)
     assert fast.shape == ref.shape == (2, Ho, Wo, m.embed_dims)
     assert torch.allclose(fast, ref, atol=1e-5)
@@ -104,7 +108,8 @@ def test_memory_is_independent_of_the_window():
             biggest.append(t.numel())
             return t
 
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), \
+                attention_form('fast'):  # the form that keeps the core's tensors
             m(x.requires_grad_())
         sizes[k] = max(biggest)
     assert sizes[3] == sizes[11] == 20 * 20 * 2 * 8
@@ -132,3 +137,17 @@ def test_unfold_local_attention_baseline_is_a_masked_window_softmax():
     x, w = torch.randn(2, 9, 7, 16), torch.randn(48, 16)
     assert torch.allclose(local_attention_unfold(x, w, 4, 5, products='matmul'),
                           local_attention_unfold(x, w, 4, 5), atol=1e-5)
+
+
+def test_lean_form_keeps_only_the_input_of_the_core():
+    m = _layer(16, 16, 2, 3, 1)
+    x = torch.randn(2, 12, 10, 16, requires_grad=True)
+    params = list(m.parameters())
+    kept = {}
+    for form in ('fast', 'lean'):
+        with attention_form(form):
+            kept[form] = saved_activation_bytes(lambda: m(x), params)
+    # the core's input (x) and to_out's input: two (B, H, W, C) maps; fast keeps the
+    # exponentials, weighted values and convolution outputs too
+    assert kept['lean'] == 2 * x.numel() * 4
+    assert kept['fast'] > 3 * kept['lean']

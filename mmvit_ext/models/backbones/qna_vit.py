@@ -64,7 +64,9 @@ class QnABlock(nn.Module):
             x = skip + self.attn(self.norm1(x))
         else:
             x = x + self.drop_path(self.attn(self.norm1(x)))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+        # norm2 runs inside the MLP: in training its memory-lean form then keeps x, not also
+        # norm2(x) (QnA-ViT's activations need it to stay within Swin-T's x the FLOPs ratio)
+        return x + self.drop_path(self.mlp(x, self.norm2))
 
     def forward(self, x):
         if self.with_cp and x.requires_grad:

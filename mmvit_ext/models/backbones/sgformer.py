@@ -24,7 +24,8 @@ from ...errors import ConfigValueError
 from ..converters.sgformer import (SGFORMER_STATE_KEYS, convert_sgformer, infer_sgformer_arch,
                                    is_official_sgformer)
 from ..layers import (DropPath, GroupNorm1, arch_name, check_common_arguments, check_stage_indices,
-                      drop_path_rates, pretrained_to_init_cfg, resolve_arch, vit_init_)
+                      conv_gelu_linear, drop_path_rates, gelu_conv, pretrained_to_init_cfg,
+                      resolve_arch, vit_init_)
 from ..registry import MODELS
 from .base import PyramidBackbone
 
@@ -70,7 +71,10 @@ class Stem(nn.Module):
         self.norm = nn.LayerNorm(dims)
 
     def forward(self, x):
-        x = self.layers(x)
+        conv1, act1, conv2, act2, conv3 = self.layers
+        # GELU -> conv pairs through gelu_conv: its memory-lean form keeps one map, not two
+        x = conv2.norm(gelu_conv(conv1(x), act1, conv2.conv))
+        x = conv3.norm(gelu_conv(x, act2, conv3.conv))
         hw = x.shape[2:]
         return self.norm(x.flatten(2).transpose(1, 2)), tuple(hw)
 
@@ -86,12 +90,16 @@ class Downsample(nn.Module):
         self.act = nn.GELU()
 
     def forward(self, x):
-        x = self.conv3(self.act(self.conv2(self.act(self.conv1(x)))))
+        # conv3(act(conv2(act(conv1(x))))), the GELU -> conv pairs through gelu_conv
+        x = self.conv2.norm(gelu_conv(self.conv1(x), self.act, self.conv2.conv))
+        x = self.conv3.norm(gelu_conv(x, self.act, self.conv3.conv))
         return x.flatten(2).transpose(1, 2), tuple(x.shape[2:])
 
 
 class Mlp(nn.Module):
-    """fc1, ``GELU(h + dwconv3x3(h))`` (a residual inside the MLP), fc2."""
+    """fc1, ``GELU(h + dwconv3x3(h))`` (a residual inside the MLP), fc2; the last three through
+    :func:`conv_gelu_linear`, whose memory-lean form keeps one hidden activation instead of
+    three."""
 
     def __init__(self, dims, hidden, drop=0.):
         super().__init__()
@@ -103,6 +111,8 @@ class Mlp(nn.Module):
 
     def forward(self, x, hw):
         h = self.fc1(x)
+        if not (self.training and self.drop.p > 0):  # the memory-lean form has no dropout
+            return self.drop(conv_gelu_linear(h, hw, self.dwconv, self.act, self.fc2))
         h = self.drop(self.act(h + conv_on_tokens(self.dwconv, h, hw)))
         return self.drop(self.fc2(h))
 

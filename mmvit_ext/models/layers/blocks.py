@@ -1,11 +1,14 @@
 """Small building blocks shared by the backbones."""
 import math
-from typing import Dict, Iterable
+from typing import Dict, Iterable, Optional
 
 import torch
 import torch.nn as nn
 from mmcv.cnn import build_activation_layer
 from torch.nn.modules.batchnorm import _BatchNorm
+
+from .gelu_linear import gelu_linear
+from .layer_norm_linear import layer_norm_linear
 
 __all__ = ['DropPath', 'Mlp', 'freeze', 'vit_init_']
 
@@ -29,7 +32,12 @@ class DropPath(nn.Module):
 
 
 class Mlp(nn.Module):
-    """Linear -> activation -> dropout -> Linear -> dropout, on the last dim."""
+    """Linear -> activation -> dropout -> Linear -> dropout, on the last dim.
+
+    ``forward(x, norm)`` applies ``norm`` first (a pre-norm block's LayerNorm). A GELU with no
+    dropout between runs through :func:`gelu_linear`, and the norm through
+    :func:`layer_norm_linear`: their memory-lean forms keep one activation of each width for
+    backward instead of two."""
 
     def __init__(self, in_features: int, hidden_features: int,
                  act_cfg: Dict = dict(type='GELU'), drop: float = 0.):
@@ -39,8 +47,11 @@ class Mlp(nn.Module):
         self.fc2 = nn.Linear(hidden_features, in_features)
         self.drop = nn.Dropout(drop)
 
-    def forward(self, x):
-        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+    def forward(self, x, norm: Optional[nn.Module] = None):
+        h = self.fc1(x) if norm is None else layer_norm_linear(x, norm, self.fc1)
+        if isinstance(self.act, nn.GELU) and not (self.training and self.drop.p > 0):
+            return self.drop(gelu_linear(h, self.act, self.fc2))
+        return self.drop(self.fc2(self.drop(self.act(h))))
 
 
 def freeze(modules: Iterable[nn.Module]) -> None:
@@ -49,8 +60,6 @@ def freeze(modules: Iterable[nn.Module]) -> None:
         m.eval()
         for p in m.parameters():
             p.requires_grad = False
-
-
 
 
 def vit_init_(model: nn.Module) -> None:
