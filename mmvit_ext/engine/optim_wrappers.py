@@ -18,7 +18,21 @@ from mmengine.registry import OPTIM_WRAPPERS
 
 from .errors import NonFiniteStateError
 
-__all__ = ['FiniteOptimWrapper', 'FiniteAmpOptimWrapper']
+__all__ = ['FiniteOptimWrapper', 'FiniteAmpOptimWrapper', 'plain_param_groups']
+
+
+def plain_param_groups(optim_wrapper) -> None:
+    """Make every optimizer's param groups plain dicts, in place.
+
+    mmengine's constructor builds them from the config, so they are ``ConfigDict``s; under
+    ``compile=True`` mmengine compiles ``train_step``, optimizer step included, and dynamo
+    (torch 2.13) fails on a param group of a dict subclass ("'UserDefinedDictVariable' object
+    has no attribute 'items'"). Same keys and values; the list object stays the same.
+    """
+    wrappers = optim_wrapper.values() if hasattr(optim_wrapper, 'values') else [optim_wrapper]
+    for wrapper in wrappers:
+        groups = wrapper.optimizer.param_groups
+        groups[:] = [g if type(g) is dict else dict(g) for g in groups]
 
 
 def _iteration_words() -> str:
@@ -59,6 +73,9 @@ class _FiniteChecks:
                 values[k] = total
         return str(values) if values else 'none by itself (their sum overflowed)'
 
+    # The checks run eagerly under mmengine's compile=True (which compiles train_step, the
+    # optimizer step included): they branch on values, a graph break in any case.
+    @torch.compiler.disable
     def _check_loss(self, loss: torch.Tensor) -> None:
         if torch.is_tensor(loss) and not bool(torch.isfinite(loss.detach()).all()):
             raise NonFiniteStateError(
@@ -67,6 +84,7 @@ class _FiniteChecks:
                 'was not saved. Lower the learning rate, add gradient clipping '
                 '(optim_wrapper.clip_grad), or check the data for degenerate boxes.')
 
+    @torch.compiler.disable
     def _nonfinite_grads(self):
         grads = [p.grad for group in self.optimizer.param_groups for p in group['params']
                  if p.grad is not None]

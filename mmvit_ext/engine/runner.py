@@ -40,6 +40,7 @@ from ..errors import ConfigValueError
 from ..utils.atomic import atomic_write
 from .errors import NonFiniteStateError
 from .guarded_components import COMPONENT_GUARDS, select_guarded_components
+from .optim_wrappers import plain_param_groups
 from .work_dir import (disk_full_error, find_resumable_checkpoint, intact_checkpoint,
                        is_disk_full, on_disk_summary, remove_stale_temp_files,
                        training_run_holding, work_dir_lock)
@@ -199,6 +200,8 @@ class GuardedRunner(Runner):
     # ------------------------------------------------------------------------- training
     def build_optim_wrapper(self, optim_wrapper):
         built = super().build_optim_wrapper(optim_wrapper)
+        if self.cfg.get('compile'):  # dynamo cannot step an optimizer with ConfigDict groups
+            plain_param_groups(built)
         watch = getattr(built, 'watch_losses', None)  # FiniteOptimWrapper: name the loss terms
         if callable(watch):
             watch(unwrap_model(self.model))

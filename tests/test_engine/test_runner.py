@@ -303,3 +303,27 @@ def test_a_refused_run_writes_nothing_and_no_write_follows_a_symlink(coco, tmp_p
     with pytest.raises(WorkDirLockedError, match=r'\.train\.lock is a symbolic link'):
         build_runner(named(toy_config(work, coco, epochs=3), 0.01), resume=True).train()
     assert victim.read_text() == 'keep me'
+
+
+def test_under_compile_the_optimizer_param_groups_are_plain_dicts():
+    """mmengine builds param groups as ConfigDicts; dynamo (torch 2.13) cannot step an
+    optimizer whose groups are a dict subclass, so with compile=True the runner makes them
+    plain dicts: same keys and values, same list."""
+    import torch.nn as nn
+    from mmengine.config import ConfigDict
+    from mmengine.optim import build_optim_wrapper
+
+    from mmvit_ext.engine.optim_wrappers import plain_param_groups
+
+    model = nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4))
+    wrapper = build_optim_wrapper(model, ConfigDict(
+        type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05),
+        paramwise_cfg=dict(custom_keys={'1.': dict(decay_mult=0.)})))
+    groups = wrapper.optimizer.param_groups
+    assert any(type(g) is not dict for g in groups)  # what mmengine builds
+    before = [dict(g) for g in groups]
+    plain_param_groups(wrapper)
+    assert wrapper.optimizer.param_groups is groups
+    assert all(type(g) is dict for g in groups) and [dict(g) for g in groups] == before
+    model(torch.randn(2, 4)).sum().backward()
+    wrapper.update_params(model(torch.randn(2, 4)).sum())  # still steps
