@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
 from ...attention.forms import dispatch, register
+from ...attention.shapes import autocast_dtype
 from .gelu_linear import hooked
 
 __all__ = ['layer_norm_linear']
@@ -54,17 +55,9 @@ def layer_norm_linear_plain(x, norm, fc):
     return fc(norm(x))
 
 
-def _autocast_on(device_type: str) -> bool:
-    try:
-        return torch.is_autocast_enabled(device_type)  # torch >= 2.4
-    except TypeError:  # torch 2.1-2.3: one query per device type
-        return (torch.is_autocast_enabled() if device_type == 'cuda' else
-                torch.is_autocast_cpu_enabled())
-
-
 def _lean_applies(x, norm, fc):
     return (type(norm) is nn.LayerNorm and type(fc) is nn.Linear and not hooked(norm)
-            and not hooked(fc) and x.numel() > 0 and not _autocast_on(x.device.type))
+            and not hooked(fc) and x.numel() > 0 and autocast_dtype(x.device.type) is None)
 
 
 @register('layer_norm_linear', 'lean', available=_lean_applies)
