@@ -93,6 +93,14 @@ say "python dependencies"
 pip install -q -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tests.txt" \
     "${EXTRA_REQUIREMENTS[@]}" -r "$ROOT/requirements/tools.txt" mmengine
 
+if [[ $STACK == newest ]]; then
+    # NATTEN, MSDA's optional CUDA backend (mmvit_ext/attention/msda/natten_backend.py): its tests run
+    # the forward through NATTEN's flex backend on the CPU. PyPI has an sdist only; without CUDA it
+    # builds no kernels (seconds), and it needs the torch above at build time. (No Python 3.8 release.)
+    say "natten (optional MSDA backend; pinned in requirements/constraints.txt)"
+    pip install -q --no-deps --no-build-isolation natten
+fi
+
 # ---- mmcv with compiled ops, built once per (mmcv, torch, python) and cached --------------------------------
 MMCV_VERSION=$(sed -n 's/^mmcv==//p' "$CONSTRAINTS")
 TORCH_VERSION=$("$PY" -c 'import torch; print(torch.__version__)')

@@ -7,9 +7,10 @@ softmax (the official model's semantics, kept so that official weights give the 
 
 The sliding-window core :func:`dilated_local_attention` has three forms, one file each:
 ``reference`` (the unfold formulation of the paper's code), ``fast`` (shift-and-accumulate with a
-hand-written backward) and ``traceable`` (the same shift-and-accumulate in plain ops).
+hand-written backward) and ``traceable`` (the same shift-and-accumulate in plain ops); and an
+optional backend, ``natten`` (NATTEN's fused kernels on CUDA, see :mod:`.natten_backend`).
 """
-from . import fast, reference, traceable  # noqa: F401  (register the forms)
+from . import fast, natten_backend, reference, traceable  # noqa: F401  (register the forms)
 from .module import MultiScaleDilatedAttention, dilated_local_attention
 
 __all__ = ['MultiScaleDilatedAttention', 'dilated_local_attention']
