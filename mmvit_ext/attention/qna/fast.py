@@ -1,6 +1,7 @@
-"""QnA's fast form, which is traceable as it is: two depthwise convolutions, no k*k-sized
-tensor and no key ever materialised; the largest intermediate is ``(B, H, W, nq * F)``, so memory
-is linear in the image and independent of k.
+"""QnA's fast form: two depthwise convolutions, no k*k-sized tensor and no key ever
+materialised; the largest intermediate is ``(B, H, W, nq * F)``, so memory is linear in the image
+and independent of k. Standard ops only: the traceable form (``traceable.py``) is this core with
+its convolutions' zero padding made explicit.
 
 The core runs in fp32 even under autocast (``exp`` overflows in fp16) and subtracts, per image,
 query and head, the maximum score over all positions (and per channel the maximum of ``rpe``): a
@@ -15,7 +16,7 @@ import torch.nn.functional as F
 from ..forms import register
 from .module import normalized_queries
 
-__all__ = ['qna_attention_fast']
+__all__ = ['qna_attention_fast', 'qna_core']
 
 
 def _scores_and_values(x, query, key_weight, value_weight, heads):
@@ -33,9 +34,11 @@ def _scores_and_values(x, query, key_weight, value_weight, heads):
     return scores, values
 
 
-@register('qna', ('fast', 'traceable'))
-def qna_attention_fast(x, query, key_weight, value_weight, rpe_bias, attn_scale, heads: int,
-                       kernel_size: int, stride: int = 1):
+def qna_core(x, query, key_weight, value_weight, rpe_bias, attn_scale, heads: int,
+             kernel_size: int, stride: int = 1, explicit_padding: bool = False):
+    """The QnA core, ``(B, H, W, C)`` in, ``(B, H', W', F)`` out. ``explicit_padding``: zero-pad
+    the convolutions' inputs with ``F.pad`` instead of the convolutions' own padding (same
+    values; see ``traceable.py`` for why)."""
     B, H, W, _ = x.shape
     nq, feats = query.shape
     d = feats // heads
@@ -56,12 +59,25 @@ def qna_attention_fast(x, query, key_weight, value_weight, rpe_bias, attn_scale,
         # become a CPU index tensor and fail on CUDA
         k_num = k_num.t()[:, None].expand(nq * heads, d, k * k)
         # channels-last views: the depthwise convs read NHWC memory directly
-        num = F.conv2d(weighted.reshape(B, H, W, nq * feats).permute(0, 3, 1, 2),
-                       k_num.reshape(nq * feats, 1, k, k),
-                       stride=stride, padding=pad, groups=nq * feats)
-        den = F.conv2d(e.permute(0, 3, 1, 2), k_den.t().reshape(nq * heads, 1, k, k),
-                       stride=stride, padding=pad, groups=nq * heads)
+        num_in = weighted.reshape(B, H, W, nq * feats).permute(0, 3, 1, 2)
+        den_in = e.permute(0, 3, 1, 2)
+        conv_pad = pad
+        if explicit_padding:
+            num_in, den_in = F.pad(num_in, (pad, ) * 4), F.pad(den_in, (pad, ) * 4)
+            conv_pad = 0
+        num = F.conv2d(num_in, k_num.reshape(nq * feats, 1, k, k), stride=stride,
+                       padding=conv_pad, groups=nq * feats)
+        den = F.conv2d(den_in, k_den.t().reshape(nq * heads, 1, k, k), stride=stride,
+                       padding=conv_pad, groups=nq * heads)
         Ho, Wo = num.shape[2:]
         num = num.permute(0, 2, 3, 1).reshape(B, Ho, Wo, nq, heads, d)
         den = den.permute(0, 2, 3, 1).reshape(B, Ho, Wo, nq, heads, 1)
         return (num / den).sum(dim=3).reshape(B, Ho, Wo, feats)
+
+
+@register('qna', 'fast')
+def qna_attention_fast(x, query, key_weight, value_weight, rpe_bias, attn_scale, heads: int,
+                       kernel_size: int, stride: int = 1):
+    # the convolutions' own padding: mkldnn reads the channels-last views in place
+    return qna_core(x, query, key_weight, value_weight, rpe_bias, attn_scale, heads,
+                    kernel_size, stride)
