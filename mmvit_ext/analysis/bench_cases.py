@@ -4,7 +4,8 @@ JSON`` by hand.
 
 Case kinds:
   * ``attention``: an attention operator at a feature-map shape, forward or forward+backward:
-    ``msda`` / ``msda_reference`` (DilateFormer), ``sg_hybrid`` / ``sg_guided`` and their
+    ``msda`` / ``msda_reference`` / ``msda_natten`` (DilateFormer; NATTEN needs CUDA and the
+    ``natten`` package, and is checked against the built-in form before it is timed), ``sg_hybrid`` / ``sg_guided`` and their
     ``_reference`` forms (SG-Former H and G blocks, a whole attention module each);
     ``qna`` / ``qna_reference`` (QnA layer: fast / unfold) and ``local_unfold`` (the usual
     per-pixel-query local attention by unfold) at window ``kernel``.
@@ -173,6 +174,8 @@ def attention_case(case):
                for _ in range(3))
     per = heads // len(dilations)
     scale = d**-0.5
+    if case['op'] == 'msda_natten':
+        case['natten_max_abs_diff'] = _natten_difference(q, k, v, per, dilations, scale)
 
     def run():
         outs = [fn(q[:, g * per:(g + 1) * per], k[:, g * per:(g + 1) * per],
@@ -183,6 +186,31 @@ def attention_case(case):
         return outs
 
     return run
+
+
+def _natten_difference(q, k, v, per, dilations, scale) -> float:
+    """Refuse where NATTEN does not run; else the largest difference between its output and
+    gradients and the built-in fast form's, on these inputs."""
+    from mmvit_ext.attention import attention_form, choose, msda
+    from mmvit_ext.errors import ConfigValueError
+    with attention_form('natten'):
+        picked = choose('msda', q[:, :per], k[:, :per], v[:, :per], 3, dilations[0], scale)
+    if picked.name != 'natten':
+        raise ConfigValueError('msda_natten: NATTEN does not run here; it needs CUDA tensors '
+                               '(--device cuda) and `pip install natten` (wheels: natten.org)')
+    results = []
+    # by name: with MMVIT_NATTEN=1, NATTEN is the 'fast' form itself on CUDA
+    for name in ('natten', 'dilated_local_attention_fast'):
+        qs, ks, vs = (t.detach().clone().requires_grad_() for t in (q, k, v))
+        with attention_form(name):
+            outs = [msda.dilated_local_attention(qs[:, g * per:(g + 1) * per],
+                                                 ks[:, g * per:(g + 1) * per],
+                                                 vs[:, g * per:(g + 1) * per], 3, r, scale)
+                    for g, r in enumerate(dilations)]
+        out = torch.cat(outs, 1)
+        grads = torch.autograd.grad(out, (qs, ks, vs), torch.ones_like(out))
+        results.append([out.detach()] + [g_.detach() for g_ in grads])
+    return max((a.float() - b.float()).abs().max().item() for a, b in zip(*results))
 
 
 def precision_context(device: str, precision: str = 'fp32'):
@@ -250,6 +278,8 @@ def run_child(case):
     run = attention_case(case) if case['kind'] == 'attention' else backbone_case(case)
     if case['kind'] == 'attention' and case['op'].endswith('_reference'):
         run = _in_form(run, 'reference')
+    if case['kind'] == 'attention' and case['op'] == 'msda_natten':
+        run = _in_form(run, 'natten')
     return dict(case, **measure(run, case['device'], case.get('warmup', 1), case.get('repeat', 3)))
 
 

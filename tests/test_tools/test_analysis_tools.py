@@ -59,6 +59,21 @@ def test_attention_benchmark_reports_both_forms_and_ratios():
     assert len(re.findall(r'[\d.]+x faster', out)) == 2 and 'x of reference' in out
 
 
+def test_natten_side_by_side_is_refused_in_one_line_where_natten_cannot_run():
+    proc = subprocess.run([sys.executable, 'tools/analysis_tools/benchmark_attention.py',
+                           '--natten', '--size', '24', '40'], cwd=REPO, env=run_env(),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert '--natten needs --device cuda and the natten package' in proc.stderr
+    assert 'Traceback' not in proc.stderr
+    # and in a benchmark case run by hand on the CPU: the case refuses before timing anything
+    from mmvit_ext.analysis.bench_cases import run_child
+    from mmvit_ext.errors import ConfigValueError
+    with pytest.raises(ConfigValueError, match='NATTEN does not run here; it needs CUDA'):
+        run_child(dict(kind='attention', op='msda_natten', mode='fwd', size=[8, 8], channels=24,
+                       heads=3, batch=1, device='cpu', repeat=1))
+
+
 def test_backbone_benchmark_runs_ours_next_to_mmdet_swin_per_flop(tmp_path):
     md = tmp_path / 'table.md'
     out = _run(['tools/analysis_tools/benchmark_backbones.py', '--models', 'dgt-t', 'swin-t',

@@ -2,10 +2,12 @@
 
     python tools/analysis_tools/benchmark_attention.py [--op msda|sg_hybrid|sg_guided|qna|dga]
         [--size 200 336] [--channels 72 --heads 3] [--stage 0] [--batch 1] [--device cpu]
-        [--threads 1] [--repeat 3]
+        [--threads 1] [--repeat 3] [--natten]
 
 Default: DilateFormer-T stage-1 MSDA on the stride-4 map of an 800x1344 image (200x336, 72
-channels, 3 heads, dilations 1/2/3), forward and forward+backward, unfold reference vs ours.
+channels, 3 heads, dilations 1/2/3), forward and forward+backward, unfold reference vs ours;
+``--natten`` adds MSDA through NATTEN (``--device cuda``, ``pip install natten``; run without
+``MMVIT_NATTEN=1`` so that "ours" is the built-in form), checked against ours before timing.
 ``sg_hybrid`` / ``sg_guided``: an SG-Former H / G attention module of stage ``--stage`` (0-2;
 use 64 channels, 2 heads for SG-Former-S stage 1), step-by-step reference vs fast form.
 ``qna``: the QnA layer vs the usual unfold local attention (per-pixel queries) of the same window,
@@ -127,7 +129,16 @@ def main():
     p.add_argument('--device', default='cpu')
     p.add_argument('--threads', type=int, default=1)
     p.add_argument('--repeat', type=int, default=3)
+    p.add_argument('--natten', action='store_true',
+                   help='msda: also time the NATTEN backend (CUDA), side by side with ours')
     args = p.parse_args()
+    if args.natten and args.op != 'msda':
+        p.error('--natten applies to --op msda only (NATTEN is a backend of MSDA)')
+    if args.natten:
+        from mmvit_ext.attention.msda.natten_backend import natten_installed
+        if not args.device.startswith('cuda') or not natten_installed():
+            p.error('--natten needs --device cuda and the natten package (pip install natten; '
+                    'prebuilt wheels: natten.org): NATTEN has no CPU kernels')
     if args.op == 'qna':
         return compare_qna(args)
     if args.op == 'dga':
@@ -135,7 +146,8 @@ def main():
     rows = []
     for mode in (('fwd', 'fwdbwd') if args.mode == 'both' else (args.mode, )):
         res = {}
-        for op in (f'{args.op}_reference', args.op):
+        ops = [f'{args.op}_reference', args.op] + (['msda_natten'] if args.natten else [])
+        for op in ops:
             case = dict(kind='attention', op=op, mode=mode, size=args.size, channels=args.channels,
                         heads=args.heads, stage=args.stage, batch=args.batch, device=args.device,
                         threads=args.threads, repeat=args.repeat)
@@ -148,6 +160,14 @@ def main():
         rows.append({'op': 'speed-up / memory ratio', 'mode': mode,
                      'time ms': f'{ref["time_ms"] / fast["time_ms"]:.1f}x faster',
                      'peak MB': f'{fast["peak_mb"] / max(ref["peak_mb"], 1e-9):.2f}x of reference'})
+        if args.natten:
+            nat = res['msda_natten']
+            rows.append({'op': f'msda (NATTEN; max |diff| vs ours {nat["natten_max_abs_diff"]:.1e})',
+                         'mode': mode, 'time ms': f'{nat["time_ms"]:.1f}',
+                         'peak MB': f'{nat["peak_mb"]:.1f}'})
+            rows.append({'op': 'NATTEN / ours', 'mode': mode,
+                         'time ms': f'{nat["time_ms"] / fast["time_ms"]:.2f}x',
+                         'peak MB': f'{nat["peak_mb"] / max(fast["peak_mb"], 1e-9):.2f}x'})
     print(f'{args.op}: B={args.batch}, {args.size[0]}x{args.size[1]}, C={args.channels}, '
           f'{args.heads} heads, {args.device}, threads={args.threads}, best of {args.repeat}')
     print(format_table(rows, ['op', 'mode', 'time ms', 'peak MB']))
