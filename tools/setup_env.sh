@@ -97,8 +97,13 @@ if [[ $STACK == newest ]]; then
     # NATTEN, MSDA's optional CUDA backend (mmvit_ext/attention/msda/natten_backend.py): its tests run
     # the forward through NATTEN's flex backend on the CPU. PyPI has an sdist only; without CUDA it
     # builds no kernels (seconds), and it needs the torch above at build time. (No Python 3.8 release.)
-    say "natten (optional MSDA backend; pinned in requirements/constraints.txt)"
-    pip install -q --no-deps --no-build-isolation natten
+    if "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'; then
+        # with CUDA the sdist compiles NATTEN's kernels for an hour; its prebuilt wheels are quicker
+        say "natten skipped: with CUDA, install NATTEN's prebuilt wheel for your torch (natten.org)"
+    else
+        say "natten (optional MSDA backend; pinned in requirements/constraints.txt)"
+        pip install -q --no-deps --no-build-isolation natten
+    fi
 fi
 
 # ---- mmcv with compiled ops, built once per (mmcv, torch, python) and cached --------------------------------
