@@ -16,12 +16,17 @@ whose fast form tests a size) has implementations registered under a *form*:
 ``'lean'``
     Recomputes in backward what ``'fast'`` keeps (memory for time): for training where memory
     limits the batch. Same values as ``'fast'``.
+``'compiled'``
+    For ``torch.compile`` only, where an operator's traceable form compiles to slow code (QnA's
+    depthwise convolutions); an operator without it compiles its ``'traceable'`` form. Same
+    values as ``'fast'``.
 
 :func:`dispatch` (and :func:`choose`) picks an implementation by one rule:
 
 1. the forms named by the innermost :func:`attention_form` block, in its order;
 2. otherwise, while a tracer or compiler runs (``torch.jit`` trace or script, ``torch.onnx``
-   export, ``torch.compile`` / ``torch.export``): ``'traceable'``;
+   export, ``torch.compile`` / ``torch.export``): ``'traceable'``, and under ``torch.compile``
+   (not ``torch.export``) ``'compiled'`` before it;
 3. otherwise, when a gradient is needed and memory-lean is on: ``'lean'`` (on by default on
    every device, so that training keeps the same activations everywhere;
    ``MMVIT_MEMORY_LEAN=0``, read once when this module is imported, turns it off: faster by
@@ -45,9 +50,9 @@ from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Sequenc
 import torch
 
 __all__ = ['FORMS', 'register', 'dispatch', 'choose', 'attention_form', 'requested_forms',
-           'implementations', 'tracing', 'memory_lean_default']
+           'implementations', 'tracing', 'compiling', 'memory_lean_default']
 
-FORMS = ('fast', 'reference', 'traceable', 'lean')
+FORMS = ('fast', 'reference', 'traceable', 'lean', 'compiled')
 
 
 class Implementation(NamedTuple):
@@ -133,6 +138,14 @@ def tracing() -> bool:
     return bool(compiler is not None and getattr(compiler, 'is_compiling', lambda: False)())
 
 
+def compiling() -> bool:
+    """Whether ``torch.compile`` traces, and not ``torch.export`` (rule 2's ``'compiled'``)."""
+    compiler = getattr(torch, 'compiler', None)
+    if compiler is None or not getattr(compiler, 'is_compiling', lambda: False)():
+        return False
+    return not getattr(compiler, 'is_exporting', lambda: False)()
+
+
 def _read_memory_lean_env() -> Optional[bool]:
     value = os.environ.get('MMVIT_MEMORY_LEAN', 'auto').strip().lower()
     choices = {'auto': None, '1': True, '0': False}
@@ -163,7 +176,7 @@ def _preferences(args, kwargs) -> Sequence[str]:
     if asked:
         return asked
     if tracing():
-        return ('traceable', )
+        return ('compiled', 'traceable') if compiling() else ('traceable', )
     if torch.is_grad_enabled():
         tensors = list(_tensors(args, kwargs))
         if tensors and any(t.requires_grad for t in tensors) and \

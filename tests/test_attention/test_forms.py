@@ -27,6 +27,42 @@ def test_the_default_rule_fast_traceable_lean(monkeypatch):
     assert choose('dg.attention', x, x, x, None, 1.).form == 'fast'
 
 
+def test_torch_compile_gets_the_compiled_forms_and_torch_export_the_traceable(monkeypatch):
+    x = torch.randn(1, 5, 6, 8)
+    args = (x, torch.randn(2, 8), torch.randn(8, 8), torch.randn(8, 8), torch.zeros(9, 4),
+            torch.ones(9, 2, 2), 2, 3)
+    q, k, v = _qkv()
+    monkeypatch.setattr(torch.compiler, 'is_compiling', lambda: True)
+    monkeypatch.setattr(torch.compiler, 'is_exporting', lambda: False)
+    assert choose('qna', *args).form == 'compiled'  # QnA has a compiled form
+    assert choose('msda', q, k, v, 3, 1, 1.).form == 'traceable'  # MSDA compiles its traceable
+    monkeypatch.setattr(torch.compiler, 'is_exporting', lambda: True)  # torch.export
+    assert choose('qna', *args).form == 'traceable'
+
+
+def test_a_compiled_qna_layer_runs_the_compiled_form_and_equals_eager():
+    from mmvit_ext.attention.qna import QnAAttention, compiled
+    calls = []
+    layer = QnAAttention(8, 8, 2, 3).eval()
+    original = compiled.qna_core
+
+    def counting(*a, **kw):
+        calls.append(kw.get('explicit_padding'))
+        return original(*a, **kw)
+
+    compiled.qna_core = counting
+    try:
+        torch._dynamo.reset()
+        x = torch.randn(1, 6, 7, 8)
+        with torch.no_grad():
+            out = torch.compile(layer, backend='eager')(x)
+    finally:
+        compiled.qna_core = original
+    assert calls == [True]  # traced once, through the compiled form
+    with torch.no_grad():
+        assert torch.allclose(out, layer(x), atol=1e-5)
+
+
 def test_tracers_get_the_traceable_forms_without_being_asked():
     class Wrap(nn.Module):
         def forward(self, q, k, v):

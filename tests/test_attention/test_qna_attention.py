@@ -26,7 +26,7 @@ def _layer(din, feats, heads, k, stride, seed=0):
 @pytest.mark.parametrize('hw,k,stride', [((8, 8), 3, 1), ((13, 10), 3, 1), ((9, 11), 7, 1),
                                          ((6, 6), 11, 1), ((13, 10), 3, 2), ((9, 11), 7, 2),
                                          ((1, 1), 3, 1), ((2, 3), 3, 2)])
-@pytest.mark.parametrize('form', ['fast', 'traceable', 'lean'])
+@pytest.mark.parametrize('form', ['fast', 'traceable', 'compiled', 'lean'])
 def test_fast_matches_reference_in_output_and_gradient(hw, k, stride, form):
     m = _layer(16, 32 if stride == 2 else 16, 4 if stride == 2 else 2, k, stride)
     x = torch.randn(2, *hw, 16, requires_grad=True)

@@ -10,12 +10,13 @@ head, whatever window it falls in, and the window softmax becomes two depthwise 
                                                   a: learned per-offset scale, numerator only)
 
 Out-of-image positions are zero in both convolutions, i.e. they are left out of the softmax (a
-masked softmax, not zero keys). Forms: ``fast`` (that convolution form), ``traceable`` (the same
-with explicit zero padding, which compiles well), ``lean`` (the fast form recomputed in backward) and ``reference`` (every
+masked softmax, not zero keys). Forms: ``fast`` (that convolution form, which is also the
+``traceable`` one), ``compiled`` (the same with explicit zero padding, for ``torch.compile``),
+``lean`` (the fast form recomputed in backward) and ``reference`` (every
 window explicitly); :class:`WindowMSA` has a ``fast``, a ``traceable`` and a ``reference`` form
 too.
 """
-from . import fast, lean, reference, traceable, window_msa  # noqa: F401  (register the forms)
+from . import compiled, fast, lean, reference, window_msa  # noqa: F401  (register the forms)
 from .baseline import local_attention_unfold
 from .module import QnAAttention, lecun_normal_, normalized_queries, qna_attention
 from .window_msa import WindowMSA

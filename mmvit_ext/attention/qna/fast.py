@@ -1,7 +1,7 @@
 """QnA's fast form: two depthwise convolutions, no k*k-sized tensor and no key ever
 materialised; the largest intermediate is ``(B, H, W, nq * F)``, so memory is linear in the image
-and independent of k. Standard ops only: the traceable form (``traceable.py``) is this core with
-its convolutions' zero padding made explicit.
+and independent of k. Standard ops only, so it is the traceable form too; the compiled form
+(``compiled.py``) is this core with its convolutions' zero padding made explicit.
 
 The core runs in fp32 even under autocast (``exp`` overflows in fp16) and subtracts, per image,
 query and head, the maximum score over all positions (and per channel the maximum of ``rpe``): a
@@ -38,7 +38,7 @@ def qna_core(x, query, key_weight, value_weight, rpe_bias, attn_scale, heads: in
              kernel_size: int, stride: int = 1, explicit_padding: bool = False):
     """The QnA core, ``(B, H, W, C)`` in, ``(B, H', W', F)`` out. ``explicit_padding``: zero-pad
     the convolutions' inputs with ``F.pad`` instead of the convolutions' own padding (same
-    values; see ``traceable.py`` for why)."""
+    values; see ``compiled.py`` for why)."""
     B, H, W, _ = x.shape
     nq, feats = query.shape
     d = feats // heads
@@ -75,9 +75,9 @@ def qna_core(x, query, key_weight, value_weight, rpe_bias, attn_scale, heads: in
         return (num / den).sum(dim=3).reshape(B, Ho, Wo, feats)
 
 
-@register('qna', 'fast')
+@register('qna', ('fast', 'traceable'))
 def qna_attention_fast(x, query, key_weight, value_weight, rpe_bias, attn_scale, heads: int,
                        kernel_size: int, stride: int = 1):
-    # the convolutions' own padding: mkldnn reads the channels-last views in place
+    # the convolutions' own padding: mkldnn (and onnxruntime) read the channels-last views in place
     return qna_core(x, query, key_weight, value_weight, rpe_bias, attn_scale, heads,
                     kernel_size, stride)
