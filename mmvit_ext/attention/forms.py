@@ -45,6 +45,7 @@ FLOP counter, the tests).
 """
 import contextlib
 import os
+import sys
 from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
@@ -134,16 +135,22 @@ def tracing() -> bool:
     onnx = getattr(torch, 'onnx', None)
     if onnx is not None and getattr(onnx, 'is_in_onnx_export', lambda: False)():
         return True
-    compiler = getattr(torch, 'compiler', None)
-    return bool(compiler is not None and getattr(compiler, 'is_compiling', lambda: False)())
+    return _dynamo_compiling()
+
+
+def _dynamo_compiling() -> bool:
+    """Whether dynamo traces (``torch.compile`` or ``torch.export``)."""
+    test = getattr(getattr(torch, 'compiler', None), 'is_compiling', None)
+    if test is None:  # torch < 2.3: dynamo's own test (imported once anything has compiled)
+        test = getattr(sys.modules.get('torch._dynamo'), 'is_compiling', None)
+    return bool(test is not None and test())
 
 
 def compiling() -> bool:
     """Whether ``torch.compile`` traces, and not ``torch.export`` (rule 2's ``'compiled'``)."""
-    compiler = getattr(torch, 'compiler', None)
-    if compiler is None or not getattr(compiler, 'is_compiling', lambda: False)():
+    if not _dynamo_compiling():
         return False
-    return not getattr(compiler, 'is_exporting', lambda: False)()
+    return not getattr(getattr(torch, 'compiler', None), 'is_exporting', lambda: False)()
 
 
 def _read_memory_lean_env() -> Optional[bool]:

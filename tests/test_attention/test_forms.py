@@ -32,11 +32,11 @@ def test_torch_compile_gets_the_compiled_forms_and_torch_export_the_traceable(mo
     args = (x, torch.randn(2, 8), torch.randn(8, 8), torch.randn(8, 8), torch.zeros(9, 4),
             torch.ones(9, 2, 2), 2, 3)
     q, k, v = _qkv()
-    monkeypatch.setattr(torch.compiler, 'is_compiling', lambda: True)
-    monkeypatch.setattr(torch.compiler, 'is_exporting', lambda: False)
+    monkeypatch.setattr(forms, 'tracing', lambda: True)
+    monkeypatch.setattr(forms, 'compiling', lambda: True)  # torch.compile
     assert choose('qna', *args).form == 'compiled'  # QnA has a compiled form
     assert choose('msda', q, k, v, 3, 1, 1.).form == 'traceable'  # MSDA compiles its traceable
-    monkeypatch.setattr(torch.compiler, 'is_exporting', lambda: True)  # torch.export
+    monkeypatch.setattr(forms, 'compiling', lambda: False)  # torch.export, an ONNX exporter
     assert choose('qna', *args).form == 'traceable'
 
 
@@ -58,7 +58,10 @@ def test_a_compiled_qna_layer_runs_the_compiled_form_and_equals_eager():
             out = torch.compile(layer, backend='eager')(x)
     finally:
         compiled.qna_core = original
-    assert calls == [True]  # traced once, through the compiled form
+    if hasattr(torch.compiler, 'is_compiling'):  # torch >= 2.3
+        assert calls == [True]  # traced once, through the compiled form
+    else:  # torch 2.1: dynamo breaks the graph in the seam and runs the layer eagerly (fast form)
+        assert calls == []
     with torch.no_grad():
         assert torch.allclose(out, layer(x), atol=1e-5)
 
