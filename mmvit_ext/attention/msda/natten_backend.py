@@ -13,6 +13,7 @@ measured against the built-in form on a GPU yet (docs/en/benchmarks.md). ``atten
 asks for it by name. A configuration NATTEN has no kernel for (a head size, a dtype) falls back to
 the built-in fast form with a one-time warning.
 """
+import functools
 import importlib.util
 import os
 import warnings
@@ -36,21 +37,24 @@ def _read_env() -> bool:
 
 
 natten_auto = _read_env()
-_INSTALLED = None
-_WARNED = set()
+# (head size, dtype, device type) NATTEN has refused once: the seam stops choosing it there
+_NO_KERNEL = set()
 
 
+@functools.lru_cache(maxsize=None)
 def natten_installed() -> bool:
     """Whether the ``natten`` package can be imported (looked up once, not imported here)."""
-    global _INSTALLED
-    if _INSTALLED is None:
-        _INSTALLED = importlib.util.find_spec('natten') is not None
-    return _INSTALLED
+    return importlib.util.find_spec('natten') is not None
+
+
+def _kernel_key(q):
+    return q.shape[2], q.dtype, q.device.type
 
 
 def natten_applies(q, k, v, kernel_size, dilation, scale) -> bool:
-    """Where the backend runs: CUDA tensors with ``natten`` installed."""
-    return q.is_cuda and natten_installed()
+    """Where the backend runs: CUDA tensors with ``natten`` installed, except where NATTEN has
+    already said it has no kernel."""
+    return q.is_cuda and natten_installed() and _kernel_key(q) not in _NO_KERNEL
 
 
 def _padding(size: int, kernel_size: int, dilation: int):
@@ -85,9 +89,9 @@ def dilated_local_attention_natten(q: torch.Tensor, k: torch.Tensor, v: torch.Te
                    dilation=dilation, scale=scale, backend=backend)
     except NotImplementedError as err:  # no NATTEN kernel for this head size / dtype / device
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        key = (q.shape[2], q.dtype, q.device.type)
-        if key not in _WARNED:
-            _WARNED.add(key)
+        key = _kernel_key(q)
+        if key not in _NO_KERNEL:
+            _NO_KERNEL.add(key)
             warnings.warn(f'NATTEN has no kernel for MSDA with head size {q.shape[2]}, '
                           f'{q.dtype} on {q.device.type} ({reason}); using the built-in fast '
                           'form there', RuntimeWarning, stacklevel=2)
