@@ -162,24 +162,20 @@ def attention_case(case):
         return dga_case(case)
     if case['op'] in ('qna', 'qna_reference', 'local_unfold'):
         return qna_case(case)
-    from mmvit_ext.attention import msda
     B, C, heads = case['batch'], case['channels'], case['heads']
     H, W = case['size']
     d = C // heads
     dilations = case.get('dilations', [1, 2, 3])
-    fn = msda.dilated_local_attention
     dev = case['device']
     backward = case['mode'] == 'fwdbwd'
     q, k, v = (torch.randn(B, heads, d, H, W, device=dev, requires_grad=backward)
                for _ in range(3))
-    per = heads // len(dilations)
     scale = d**-0.5
     if case['op'] == 'msda_natten':
-        case['natten_max_abs_diff'] = _natten_difference(q, k, v, per, dilations, scale)
+        case['natten_max_abs_diff'] = _natten_difference(q, k, v, dilations, scale)
 
     def run():
-        outs = [fn(q[:, g * per:(g + 1) * per], k[:, g * per:(g + 1) * per],
-                   v[:, g * per:(g + 1) * per], 3, r, scale) for g, r in enumerate(dilations)]
+        outs = _msda_per_group(q, k, v, dilations, scale)
         if backward:
             torch.autograd.backward(outs, [torch.ones_like(o) for o in outs])
             q.grad = k.grad = v.grad = None
@@ -188,11 +184,23 @@ def attention_case(case):
     return run
 
 
-def _natten_difference(q, k, v, per, dilations, scale) -> float:
+def _msda_per_group(q, k, v, dilations, scale) -> list:
+    """MSDA as DilateFormer runs it: the heads split evenly into one group per dilation, 3x3
+    windows; the groups' outputs, in order."""
+    from mmvit_ext.attention import msda
+    per = q.shape[1] // len(dilations)
+    return [msda.dilated_local_attention(q[:, g * per:(g + 1) * per], k[:, g * per:(g + 1) * per],
+                                         v[:, g * per:(g + 1) * per], 3, r, scale)
+            for g, r in enumerate(dilations)]
+
+
+def _natten_difference(q, k, v, dilations, scale) -> float:
     """Refuse where NATTEN does not run; else the largest difference between its output and
     gradients and the built-in fast form's, on these inputs."""
-    from mmvit_ext.attention import attention_form, choose, msda
+    from mmvit_ext.attention import attention_form, choose
+    from mmvit_ext.attention.msda.fast import dilated_local_attention_fast
     from mmvit_ext.errors import ConfigValueError
+    per = q.shape[1] // len(dilations)
     with attention_form('natten'):
         picked = choose('msda', q[:, :per], k[:, :per], v[:, :per], 3, dilations[0], scale)
     if picked.name != 'natten':
@@ -200,14 +208,10 @@ def _natten_difference(q, k, v, per, dilations, scale) -> float:
                                '(--device cuda) and `pip install natten` (wheels: natten.org)')
     results = []
     # by name: with MMVIT_NATTEN=1, NATTEN is the 'fast' form itself on CUDA
-    for name in ('natten', 'dilated_local_attention_fast'):
+    for name in (picked.name, dilated_local_attention_fast.__name__):
         qs, ks, vs = (t.detach().clone().requires_grad_() for t in (q, k, v))
         with attention_form(name):
-            outs = [msda.dilated_local_attention(qs[:, g * per:(g + 1) * per],
-                                                 ks[:, g * per:(g + 1) * per],
-                                                 vs[:, g * per:(g + 1) * per], 3, r, scale)
-                    for g, r in enumerate(dilations)]
-        out = torch.cat(outs, 1)
+            out = torch.cat(_msda_per_group(qs, ks, vs, dilations, scale), 1)
         grads = torch.autograd.grad(out, (qs, ks, vs), torch.ones_like(out))
         results.append([out.detach()] + [g_.detach() for g_ in grads])
     return max((a.float() - b.float()).abs().max().item() for a, b in zip(*results))
