@@ -36,8 +36,19 @@ def test_torch_compile_gets_the_compiled_forms_and_torch_export_the_traceable(mo
     monkeypatch.setattr(forms, 'compiling', lambda: True)  # torch.compile
     assert choose('qna', *args).form == 'compiled'  # QnA has a compiled form
     assert choose('msda', q, k, v, 3, 1, 1.).form == 'traceable'  # MSDA compiles its traceable
+    # training under torch.compile: the memory-lean form first, as in eager training
+    monkeypatch.setattr(forms, '_MEMORY_LEAN_ENV', None)
+    grad_args = (x.requires_grad_(), *args[1:])
+    assert choose('qna', *grad_args).form == 'lean'
+    assert choose('msda', *_qkv(requires_grad=True), 3, 1, 1.).form == 'traceable'  # none lean
+    with torch.no_grad():
+        assert choose('qna', *grad_args).form == 'compiled'
+    monkeypatch.setattr(forms, '_MEMORY_LEAN_ENV', False)  # MMVIT_MEMORY_LEAN=0
+    assert choose('qna', *grad_args).form == 'compiled'
+    monkeypatch.setattr(forms, '_MEMORY_LEAN_ENV', None)
     monkeypatch.setattr(forms, 'compiling', lambda: False)  # torch.export, an ONNX exporter
     assert choose('qna', *args).form == 'traceable'
+    assert choose('qna', *grad_args).form == 'traceable'
 
 
 def test_a_compiled_qna_layer_runs_the_compiled_form_and_equals_eager():

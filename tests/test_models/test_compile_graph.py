@@ -3,8 +3,9 @@ or the grad mode changes.
 
 Dynamo alone (``torch._dynamo.explain`` and a counting backend, no inductor build), on every
 family with one block per stage: each block kind is traced (the graph-break count: 2 s a family;
-the recompile count, opt-in with ``-m slow``: 20-27 s). The T and S variants repeat the same
-blocks. Inductor's own run (parity with eager) is the opt-in
+the recompile count, opt-in with ``-m slow``: 20-27 s). Compiled training runs the memory-lean
+forms and gets eager's gradients (AOTAutograd's partition without inductor's C++ build: 12 s a
+family). The T and S variants repeat the same blocks. Inductor's own run (parity with eager) is the opt-in
 ``-m slow`` check in tests/test_tools/test_deployment.py.
 """
 import pytest
@@ -70,4 +71,41 @@ def test_recompiles_only_when_the_size_or_grad_mode_changes(family):
             compiled(torch.randn(1, 3, *size))
             seen.append(counter.frame_count - frames[-1])
     assert seen[0] == seen[1] >= 1 and seen[2] == seen[3] == seen[4] <= 2, seen
+    torch._dynamo.reset()
+
+
+
+@pytest.mark.parametrize('family', [
+    'DGT', 'QnAViT',  # the lean attention forms; the other two (lean MLPs only) are opt-in
+    *(pytest.param(f, marks=pytest.mark.slow) for f in ('DilateFormer', 'SGFormer'))])
+def test_compiled_training_runs_the_lean_forms_with_eagers_gradients(family, monkeypatch):
+    """Under torch.compile, training keeps what the memory-lean forms keep, not what the
+    compiler's partition of the plain forms would (``aot_eager_decomp_partition``: AOTAutograd's
+    decompositions and min-cut partition, as inductor, without its C++ build), and gets eager's
+    gradients."""
+    from mmvit_ext.analysis.benchmark import saved_activation_bytes
+    from mmvit_ext.attention import forms
+    x = torch.randn(1, 3, 64, 96)
+
+    def saved_and_grads(lean, compiled):
+        monkeypatch.setattr(forms, '_MEMORY_LEAN_ENV', lean)  # None: the default, False: off
+        torch._dynamo.reset()
+        torch.manual_seed(0)
+        model = _one_block_per_stage(family).train()
+        run = torch.compile(model, backend='aot_eager_decomp_partition') if compiled else model
+        params = list(model.parameters())
+        saved = saved_activation_bytes(lambda: run(x), params)
+        model.zero_grad(set_to_none=True)
+        _loss(run(x)).backward()
+        return saved, [p.grad for p in params if p.grad is not None]
+
+    eager_saved, eager_grads = saved_and_grads(None, False)
+    lean_saved, lean_grads = saved_and_grads(None, True)
+    assert len(lean_grads) == len(eager_grads)
+    scale = max(b.abs().max() for b in eager_grads)
+    for a, b in zip(lean_grads, eager_grads):  # float rounding of the decompositions only
+        assert (a - b).abs().max() <= 1e-4 * scale, ((a - b).abs().max(), scale)
+    if family in ('DGT', 'QnAViT'):  # their lean attention and FFN forms keep much less
+        plain_saved, _ = saved_and_grads(False, True)
+        assert lean_saved < 0.75 * plain_saved, (lean_saved, plain_saved, eager_saved)
     torch._dynamo.reset()

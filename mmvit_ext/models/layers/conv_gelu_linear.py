@@ -45,26 +45,34 @@ class _ConvGeluLinearFunction(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_y):
         h, conv_weight, conv_bias, weight = ctx.saved_tensors
-        # autocast off: every op below runs in the forward's dtype, chosen explicitly
-        with torch.autocast(device_type=grad_y.device.type, enabled=False), \
-                torch.enable_grad():
-            h_ = h.detach().requires_grad_()
-            wc = conv_weight.detach().requires_grad_()
-            bc = conv_bias.detach().requires_grad_() if ctx.has_conv_bias else None
-            c = _conv_tokens(h_.to(ctx.conv_dtype), wc.to(ctx.conv_dtype),
-                             None if bc is None else bc.to(ctx.conv_dtype), ctx.hw,
-                             ctx.conv_args)
-            a = F.gelu(h_ + c, approximate=ctx.approximate)
+        # autocast off: every op below runs in the forward's dtype, chosen explicitly. The
+        # backward of GELU and of the conv are called directly, not through autograd.grad,
+        # which torch.compile cannot trace
+        with torch.autocast(device_type=grad_y.device.type, enabled=False):
+            cd = ctx.conv_dtype
+            hc, wc = h.to(cd), conv_weight.to(cd)
+            bc = conv_bias.to(cd) if ctx.has_conv_bias else None
+            s = h + _conv_tokens(hc, wc, bc, ctx.hw, ctx.conv_args)
+            a = F.gelu(s, approximate=ctx.approximate)
             dy = grad_y.to(ctx.mm_dtype)
             dy2 = dy.reshape(-1, dy.shape[-1])
-            a2 = a.detach().to(ctx.mm_dtype)
+            a2 = a.to(ctx.mm_dtype)
             grad_w = (dy2.t() @ a2.reshape(-1, a2.shape[-1])).to(weight.dtype)
             grad_b = dy2.sum(0).to(weight.dtype) if ctx.has_bias else None
             grad_a = (dy @ weight.to(ctx.mm_dtype)).to(a.dtype)
-            inputs = (h_, wc) if bc is None else (h_, wc, bc)
-            grads = torch.autograd.grad(a, inputs, grad_a)
-        grad_h, grad_wc = grads[0], grads[1]
-        grad_bc = grads[2] if bc is not None else None
+            del a, a2
+            grad_s = torch.ops.aten.gelu_backward(grad_a, s, approximate=ctx.approximate)
+            del s, grad_a
+            B, N, C = h.shape
+            stride, padding, dilation, groups = ctx.conv_args
+            grad_x, grad_wc, grad_bc = torch.ops.aten.convolution_backward(
+                grad_s.to(cd).reshape(B, ctx.hw[0], ctx.hw[1], -1).permute(0, 3, 1, 2),
+                hc.reshape(B, ctx.hw[0], ctx.hw[1], C).permute(0, 3, 1, 2), wc,
+                [wc.shape[0]] if ctx.has_conv_bias else None, list(stride), list(padding),
+                list(dilation), False, [0, 0], groups, [True, True, ctx.has_conv_bias])
+            grad_h = grad_s.to(h.dtype) + grad_x.permute(0, 2, 3, 1).reshape(B, N, C).to(h.dtype)
+        grad_wc = grad_wc.to(conv_weight.dtype)
+        grad_bc = grad_bc.to(conv_bias.dtype) if ctx.has_conv_bias else None
         return grad_h, grad_wc, grad_bc, grad_w, grad_b, None, None, None
 
 
