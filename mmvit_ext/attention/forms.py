@@ -183,14 +183,14 @@ def _preferences(args, kwargs) -> Sequence[str]:
     asked = requested_forms()
     if asked:
         return asked
-    if tracing() and not compiling():
-        return ('traceable', )
-    lean = ('lean', ) if _lean_wanted(args, kwargs) else ()
+    lean = _lean_wanted(args, kwargs)
     if tracing():
+        if not compiling():
+            return ('traceable', )
         # torch.compile keeps the activations eager keeps: its partitioner, left to the
         # traceable forms, kept 2.2x eager's for DGT-T (256x256, torch 2.13)
-        return lean + ('compiled', 'traceable')
-    return lean or ('fast', )
+        return ('lean', 'compiled', 'traceable') if lean else ('compiled', 'traceable')
+    return ('lean', ) if lean else ('fast', )
 
 
 def _lean_wanted(args, kwargs) -> bool:
