@@ -83,6 +83,19 @@ say "base tools (setuptools <82 keeps pkg_resources)"
 pip install -q --upgrade "${BASE_TOOLS[@]}"
 
 say "torch (pinned in requirements/constraints.txt)"
+# The oldest stack's torch is PyPI's CUDA build: about 5 GB in the venv plus its 2.5 GB download in
+# the temp folder. Say so before pip fails half-way with 'No space left on device'.
+if ! "$PY" -c 'import torch' 2>/dev/null; then
+    need_gb=$([[ $STACK == oldest ]] && echo 8 || echo 3)
+    for where in "$VENV" "${TMPDIR:-/tmp}"; do
+        free_gb=$(df -Pk "$where" | awk 'NR == 2 {print int($4 / 1048576)}')
+        if (( free_gb < need_gb )); then
+            say "ERROR: $where has ${free_gb} GB free; installing torch for the $STACK stack needs about ${need_gb} GB."
+            say "Free some space (old clones and their .venv*, /tmp/pytest-of-\$USER), or set MMVIT_VENV / TMPDIR elsewhere."
+            exit 1
+        fi
+    done
+fi
 if ! pip install -q torch; then
     say "ERROR: could not install the pinned torch. On a machine without a local torch wheel, install the"
     say "CPU/CUDA build that fits it first, e.g. 'pip install torch==2.13.0 --index-url <your torch index>'."
