@@ -52,7 +52,8 @@ from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Sequenc
 import torch
 
 __all__ = ['FORMS', 'register', 'dispatch', 'choose', 'attention_form', 'requested_forms',
-           'implementations', 'tracing', 'compiling', 'memory_lean_default']
+           'implementations', 'tracing', 'compiling', 'under_torch_compile',
+           'memory_lean_default']
 
 FORMS = ('fast', 'reference', 'traceable', 'lean', 'compiled')
 
@@ -152,6 +153,12 @@ def compiling() -> bool:
     if not _dynamo_compiling():
         return False
     return not getattr(getattr(torch, 'compiler', None), 'is_exporting', lambda: False)()
+
+
+def under_torch_compile(*args, **kwargs) -> bool:
+    """An ``available`` test (see :func:`register`) for an implementation that only
+    ``torch.compile`` should run, such as a lean form recomputing a compiled form."""
+    return compiling()
 
 
 def _read_memory_lean_env() -> Optional[bool]:

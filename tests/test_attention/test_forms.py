@@ -40,6 +40,14 @@ def test_torch_compile_gets_the_compiled_forms_and_torch_export_the_traceable(mo
     monkeypatch.setattr(forms, '_MEMORY_LEAN_ENV', None)
     grad_args = (x.requires_grad_(), *args[1:])
     assert choose('qna', *grad_args).form == 'lean'
+    # ... and the lean one that recomputes the compiled core (inductor's padded depthwise
+    # convolutions run NCHW, 1.6x the compiled step), while eager recomputes the fast core
+    assert choose('qna', *grad_args).name == 'qna_attention_lean_compiled'
+    monkeypatch.setattr(forms, 'compiling', lambda: False)
+    monkeypatch.setattr(forms, 'tracing', lambda: False)
+    assert choose('qna', *grad_args).name == 'qna_attention_lean'
+    monkeypatch.setattr(forms, 'tracing', lambda: True)
+    monkeypatch.setattr(forms, 'compiling', lambda: True)
     assert choose('msda', *_qkv(requires_grad=True), 3, 1, 1.).form == 'traceable'  # none lean
     with torch.no_grad():
         assert choose('qna', *grad_args).form == 'compiled'

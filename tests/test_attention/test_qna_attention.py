@@ -6,7 +6,8 @@ import torch
 
 from mmvit_ext.analysis.benchmark import saved_activation_bytes
 from mmvit_ext.attention import attention_form
-from mmvit_ext.attention.qna import QnAAttention, normalized_queries
+from mmvit_ext.attention.forms import implementations
+from mmvit_ext.attention.qna import QnAAttention, normalized_queries, qna_attention
 
 
 def _reference(m, x):
@@ -40,6 +41,29 @@ def test_fast_matches_reference_in_output_and_gradient(hw, k, stride, form):
     params = [x] + list(m.parameters())
     for a, b in zip(torch.autograd.grad(fast, params, g), torch.autograd.grad(ref, params, g)):
         assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_every_registered_implementation_matches_the_reference():
+    """Called directly, so that those the seam takes only under a compiler (the compiled
+    core, the lean form recomputing it) are checked in eager too."""
+    m = _layer(16, 32, 4, 3, 2)
+    x = torch.randn(2, 9, 11, 16, requires_grad=True)
+    args = (m.query, m.key_weight, m.to_v.weight, m.rpe_bias, m.attn_scale, m.num_heads,
+            m.kernel_size, m.stride)
+    with attention_form('reference'):
+        ref = qna_attention(x, *args)
+    g = torch.randn_like(ref)
+    params = [x] + list(m.parameters())
+    ref_grads = torch.autograd.grad(ref, params, g, allow_unused=True)
+    entries = [e for es in implementations('qna').values() for e in es]
+    assert {'qna_attention_lean', 'qna_attention_lean_compiled'} <= {e.name for e in entries}
+    for entry in entries:
+        out = entry.fn(x, *args)
+        assert torch.allclose(out, ref, atol=1e-5), entry.name
+        grads = torch.autograd.grad(out, params, g, allow_unused=True)
+        for a, b in zip(grads, ref_grads):
+            assert (a is None) == (b is None), entry.name
+            assert a is None or torch.allclose(a, b, atol=1e-5), entry.name
 
 
 def test_border_positions_are_left_out_of_the_softmax():

@@ -150,3 +150,22 @@ def test_frozen_weights_get_no_gradient_and_the_input_gets_the_same(name):
         grads.append(torch.autograd.grad(out.sum(), x)[0])
     assert torch.allclose(grads[0], grads[1], atol=1e-6)
     assert all(p.grad is None for m in modules for p in m.parameters())
+
+
+def test_under_torch_compile_the_partitioner_does_the_pointwise_recompute(monkeypatch):
+    """The GELU and LayerNorm recomputes are left to AOTAutograd under torch.compile (their
+    custom functions only cost time there); the conv ones stay lean."""
+    from mmvit_ext.attention import forms
+    cases = _cases()
+    monkeypatch.setattr(forms, 'tracing', lambda: True)
+    monkeypatch.setattr(forms, 'compiling', lambda: True)
+    monkeypatch.setattr(forms, '_MEMORY_LEAN_ENV', None)
+    for name in ALL:
+        _, modules, shape = cases[name]
+        x = torch.randn(*shape, requires_grad=True)
+        args = (x, (3, 5), *modules) if name == 'conv_gelu_linear' else (x, *modules)
+        expected = 'fast' if name in ('gelu_linear', 'layer_norm_linear') else 'lean'
+        assert choose(name, *args).form == expected, name
+    monkeypatch.setattr(forms, 'compiling', lambda: False)  # torch.export: traceable, else fast
+    assert choose('gelu_linear', x.new_zeros(2, 7, 12).requires_grad_(),
+                  *cases['gelu_linear'][1]).form == 'fast'
