@@ -38,7 +38,9 @@ then ``'fast'`` for an operator that has none of the forms asked for. Within a f
 available implementation with the highest priority wins: a backend that runs only on some
 devices or needs an extra package (NATTEN for MSDA on CUDA) registers under ``'fast'`` with a
 higher priority and an ``available`` test, in a file of its own (see
-``docs/en/architecture.md``).
+``docs/en/architecture.md``). An implementation for ``torch.compile`` alone (QnA's lean form
+that recomputes the compiled core), or one to leave to the compiler (the element-wise recomputes
+that AOTAutograd's partitioner does itself), tests :func:`under_torch_compile` there.
 
 The forms are decided here only: no model file tests whether it is traced, and nothing else
 keeps a mode. Other layers choose a form with :func:`attention_form` (the deployment tools, the
