@@ -15,6 +15,7 @@ import re
 import stat
 import subprocess
 import sys
+import uuid
 
 import numpy as np
 import pytest
@@ -558,6 +559,11 @@ def _runner(small_data, work_dir, hooks=(), seed=123, resume=False, epochs=2, ck
     cfg.randomness = dict(seed=seed)
     cfg.resume = resume
     cfg.launcher = 'none'
+    # One process builds several runners here. mmengine keeps one visualizer per name (mmdet's
+    # configs name it 'visualizer') and one logger per experiment name (the second the runner
+    # started): a later runner would get the first one's, writing into that test's work dir
+    unique = f'{osp.basename(str(work_dir))}_{uuid.uuid4().hex[:8]}'
+    cfg.experiment_name = cfg.visualizer.name = unique
     return RUNNERS.build(cfg)  # the config's GuardedRunner
 
 
