@@ -48,7 +48,6 @@ FLOP counter, the tests).
 """
 import contextlib
 import os
-import sys
 from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
@@ -142,19 +141,27 @@ def tracing() -> bool:
     return _dynamo_compiling()
 
 
+def _compiler_tests() -> Tuple[Callable[[], bool], Callable[[], bool]]:
+    """torch's tests of whether dynamo traces and whether it exports, looked up once here: on
+    torch 2.1 dynamo broke the graph on a module attribute it had to look for while tracing."""
+    compiler = getattr(torch, 'compiler', None)
+    is_compiling = getattr(compiler, 'is_compiling', None)
+    if is_compiling is None:  # torch < 2.3: dynamo's own (mmengine's runner imports it anyway)
+        from torch._dynamo import is_compiling
+    return is_compiling, getattr(compiler, 'is_exporting', None) or (lambda: False)
+
+
+_IS_COMPILING, _IS_EXPORTING = _compiler_tests()
+
+
 def _dynamo_compiling() -> bool:
     """Whether dynamo traces (``torch.compile`` or ``torch.export``)."""
-    test = getattr(getattr(torch, 'compiler', None), 'is_compiling', None)
-    if test is None:  # torch < 2.3: dynamo's own test (imported once anything has compiled)
-        test = getattr(sys.modules.get('torch._dynamo'), 'is_compiling', None)
-    return bool(test is not None and test())
+    return bool(_IS_COMPILING())
 
 
 def compiling() -> bool:
     """Whether ``torch.compile`` traces, and not ``torch.export`` (rule 2's ``'compiled'``)."""
-    if not _dynamo_compiling():
-        return False
-    return not getattr(getattr(torch, 'compiler', None), 'is_exporting', lambda: False)()
+    return _dynamo_compiling() and not _IS_EXPORTING()
 
 
 def under_torch_compile(*args, **kwargs) -> bool:
