@@ -213,9 +213,11 @@ def _lean_wanted(args, kwargs) -> bool:
     """A gradient is needed through these arguments and memory-lean is on for their device."""
     if not torch.is_grad_enabled():
         return False
-    tensors = list(_tensors(args, kwargs))
-    return bool(tensors) and any(t.requires_grad for t in tensors) and \
-        memory_lean_default(tensors[0].device)
+    tensors = [t for t in _tensors(args, kwargs) if t.requires_grad]
+    # a list and its length, not any() over a generator or bool() of a list: torch 2.1's
+    # dynamo broke the graph on those, and the rest of the rule then ran outside the trace
+    # (choosing eager's forms)
+    return len(tensors) > 0 and memory_lean_default(tensors[0].device)
 
 
 def choose(op: str, *args, **kwargs) -> Implementation:
@@ -224,8 +226,11 @@ def choose(op: str, *args, **kwargs) -> Implementation:
     if forms is None:
         raise KeyError(f'no operator {op!r}; the operators are {sorted(_TABLE)}')
     for wanted in tuple(_preferences(args, kwargs)) + ('fast', ):
-        candidates = forms.get(wanted) or [e for es in forms.values() for e in es
-                                           if e.name == wanted]
+        # indexing, not dict.get: torch 2.1's dynamo broke the graph on get
+        if wanted in forms:
+            candidates = forms[wanted]
+        else:  # a backend's name
+            candidates = [e for es in forms.values() for e in es if e.name == wanted]
         for entry in candidates:
             if entry.available is None or entry.available(*args, **kwargs):
                 return entry

@@ -12,8 +12,8 @@ import torch.nn.functional as F
 
 from .forms import dispatch, register
 
-__all__ = ['ceil_div', 'accumulation_dtype', 'autocast_dtype', 'window_key_mask', 'zero_pad',
-           'pad_hw', 'crop_hw']
+__all__ = ['ceil_div', 'one_hot', 'accumulation_dtype', 'autocast_dtype', 'window_key_mask',
+           'zero_pad', 'pad_hw', 'crop_hw']
 
 
 def ceil_div(a, b):
@@ -21,6 +21,12 @@ def ceil_div(a, b):
     ONNX, ``-(-a // b)`` becomes an integer division of a negative number, which ONNX rounds
     toward zero (a wrong size at every shape but the traced one)."""
     return (a + b - 1) // b
+
+
+def one_hot(index: torch.Tensor, classes: int) -> torch.Tensor:
+    """``F.one_hot(index, classes)`` (int64) as a comparison with ``arange``: the same tensor,
+    and torch 2.1's dynamo traces it (its fake tensors refused ``one_hot``)."""
+    return (index.unsqueeze(-1) == torch.arange(classes, device=index.device)).long()
 
 
 def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:

@@ -248,3 +248,10 @@ def test_memory_lean_training_keeps_no_gathered_keys():
     with attention_form('lean'):
         lean = saved_activation_bytes(lambda: m(x), params)
     assert lean < kept / 2
+
+
+def test_one_hot_by_comparison_equals_torchs():
+    from mmvit_ext.attention.shapes import one_hot
+    index = torch.randint(0, 7, (3, 11))
+    assert torch.equal(one_hot(index, 7), F.one_hot(index, 7))
+    assert one_hot(index, 7).dtype == F.one_hot(index, 7).dtype

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ..forms import dispatch, register
-from ..shapes import ceil_div
+from ..shapes import ceil_div, one_hot
 from .routing import DGRouting
 
 __all__ = ['grouped_attention', 'auto_chunk_size', 'EXPORT_CHUNK_SIZE']
@@ -71,7 +71,7 @@ def _chunked(q, k, v, routing, scale, L, dropout_p):
     with torch.no_grad():
         # a counting sort of the queries by group, without a sort op (exporters lack a stable
         # one): a query's rank in its group is the running count of its group's one-hot column
-        onehot = F.one_hot(assign, groups)  # (BH, N, G)
+        onehot = one_hot(assign, groups)  # (BH, N, G)
         counts = onehot.sum(1)  # (BH, G)
         rank = ((onehot.cumsum(1) - 1) * onehot).sum(-1)  # (BH, N), in token order
         chunks = (counts + L - 1) // L  # chunks per group

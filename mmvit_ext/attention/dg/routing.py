@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ..forms import dispatch, register
+from ..shapes import one_hot
 
 __all__ = ['DGRouting', 'kmeans_groups', 'select_group_keys', 'group_count', 'route',
            'routing_precision']
@@ -34,7 +35,7 @@ def _group_sums(x: torch.Tensor, assign: torch.Tensor, groups: int, static: bool
     ``static``: one product, with no test of N (the traceable form).
     """
     BH, N, d = x.shape
-    onehot = F.one_hot(assign, groups).to(x.dtype)  # (BH, N, G)
+    onehot = one_hot(assign, groups).to(x.dtype)  # (BH, N, G)
     counts = onehot.sum(1)
     nb = N // block
     if static or nb < 2:
