@@ -90,8 +90,8 @@ if ! "$PY" -c 'import torch' 2>/dev/null; then
     for where in "$VENV" "${TMPDIR:-/tmp}"; do
         free_gb=$(df -Pk "$where" | awk 'NR == 2 {print int($4 / 1048576)}')
         if (( free_gb < need_gb )); then
-            say "ERROR: $where has ${free_gb} GB free; installing torch for the $STACK stack needs about ${need_gb} GB."
-            say "Free some space (old clones and their .venv*, /tmp/pytest-of-\$USER), or set MMVIT_VENV / TMPDIR elsewhere."
+            say "ERROR: $where has ${free_gb} GB free; torch for the $STACK stack needs about ${need_gb} GB."
+            say "Free some space (old clones, their .venv*, /tmp/pytest-of-\$USER) or set MMVIT_VENV / TMPDIR."
             exit 1
         fi
     done

@@ -66,8 +66,8 @@ def _lean_applies(h, act, fc):
     # Not under torch.compile: AOTAutograd's partitioner recomputes the GELU itself, and the
     # custom function only cost time there (QnA-ViT-T 256x256: 495 against 425 ms a compiled
     # step, 112 MB kept either way)
-    return (not under_torch_compile() and type(act) is nn.GELU and type(fc) is nn.Linear and not hooked(act)
-            and not hooked(fc) and h.numel() > 0)
+    return (not under_torch_compile() and type(act) is nn.GELU and type(fc) is nn.Linear
+            and not hooked(act) and not hooked(fc) and h.numel() > 0)
 
 
 @register('gelu_linear', 'lean', available=_lean_applies)

@@ -59,8 +59,9 @@ def layer_norm_linear_plain(x, norm, fc):
 def _lean_applies(x, norm, fc):
     # not under torch.compile, whose partitioner recomputes the normalisation itself (the
     # custom function cost QnA-ViT-T 30 ms of a 495 ms compiled step at 256x256, same memory)
-    return (not under_torch_compile() and type(norm) is nn.LayerNorm and type(fc) is nn.Linear and not hooked(norm)
-            and not hooked(fc) and x.numel() > 0 and autocast_dtype(x.device.type) is None)
+    return (not under_torch_compile() and type(norm) is nn.LayerNorm and type(fc) is nn.Linear
+            and not hooked(norm) and not hooked(fc) and x.numel() > 0
+            and autocast_dtype(x.device.type) is None)
 
 
 @register('layer_norm_linear', 'lean', available=_lean_applies)
