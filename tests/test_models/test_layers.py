@@ -8,9 +8,10 @@ import torch.nn as nn
 
 from mmvit_ext.analysis.benchmark import saved_activation_bytes
 from mmvit_ext.attention import attention_form
+from mmvit_ext.attention.forms import choose
 from mmvit_ext.models.layers.group_norm1 import (GroupNorm1, _GroupNorm1Function,
                                                  group_norm1_var_mean)
-from mmvit_ext.models.layers.irffn import irffn_hidden
+from mmvit_ext.models.layers.irffn import irffn, irffn_hidden
 from mmvit_ext.models.layers.irffn import irffn_hidden_plain as _plain_irffn_hidden
 
 
@@ -166,6 +167,72 @@ def test_irffn_takes_the_plain_path_without_grad_and_for_sync_bn():
     out = irffn_hidden(x, *m_sync.layers())
     assert type(out.grad_fn).__name__ != '_IRFFNHiddenFunctionBackward'
 
+
+
+# ----------------------------------------------------------------------------- the whole IRFFN
+class _IRFFN(_Hidden):
+    """The IRFFN layers with the last BatchNorm."""
+
+    def __init__(self, dims, ratio=4):
+        super().__init__(dims, ratio)
+        self.norm3 = nn.BatchNorm2d(dims)
+
+    def layers(self):
+        return super().layers() + (self.norm3, )
+
+    def forward(self, x):
+        return irffn(x, *self.layers())
+
+
+@pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
+def test_irffn_in_eval_folds_the_last_two_batchnorms_into_fc2(dtype):
+    m = _randomised(_IRFFN(6)).to(dtype).eval()
+    x = torch.randn(2, 5, 7, 6, dtype=dtype, requires_grad=True)
+    with attention_form('fast'):
+        assert choose('irffn', x, *m.layers()).name == 'irffn_folded'
+        out = irffn(x, *m.layers())
+    with attention_form('reference'):  # the layers one by one
+        assert choose('irffn', x, *m.layers()).name == 'irffn_layers'
+        ref = irffn(x, *m.layers())
+    tol = 1e-10 if dtype == torch.float64 else 1e-4
+    assert torch.allclose(out, ref, atol=tol, rtol=tol)
+    # exact gradients too (eval with a gradient: frozen BatchNorms, memory-lean off)
+    g = torch.randn_like(ref)
+    params = [x, *m.parameters()]
+    for a, b in zip(torch.autograd.grad(out, params, g), torch.autograd.grad(ref, params, g)):
+        assert torch.allclose(a, b, atol=tol * 10, rtol=tol * 10)
+    # what an exporter sees: one BatchNorm left (the first; a 3x3 zero-padded conv follows it)
+    with torch.no_grad(), attention_form('traceable'):
+        graph = str(torch.jit.trace(m, x.detach()).inlined_graph)
+    assert graph.count('aten::batch_norm') == 1 and 'aten::addcmul' in graph
+
+
+def test_irffn_does_not_fold_batchnorms_that_train_or_sync():
+    m = _randomised(_IRFFN(4))
+    x = torch.randn(1, 3, 3, 4)
+    with attention_form('fast'):
+        for bn in (m.norm1, m.norm2, m.norm3):
+            m.eval()
+            bn.train()  # one BatchNorm still updating its statistics
+            assert choose('irffn', x, *m.layers()).name == 'irffn_layers'
+        m.eval()
+        m.norm3 = nn.SyncBatchNorm.convert_sync_batchnorm(m.norm3)
+        assert choose('irffn', x, *m.layers()).name == 'irffn_layers'
+
+
+def test_irffn_lean_form_keeps_the_lean_hidden_function_with_frozen_batchnorms():
+    m = _randomised(_IRFFN(4)).eval()  # norm_eval: frozen statistics, trained weights
+    x = torch.randn(1, 3, 3, 4, requires_grad=True)
+    assert choose('irffn', x, *m.layers()).name == 'irffn_layers'  # lean: the fixture
+    out = irffn(x, *m.layers())
+    names = set()
+    stack = [out.grad_fn]
+    while stack:
+        fn = stack.pop()
+        if fn is not None:
+            names.add(type(fn).__name__)
+            stack.extend(f for f, _ in fn.next_functions)
+    assert '_IRFFNHiddenFunctionBackward' in names
 
 
 def test_gelu_bn_function_equals_the_module_pair():

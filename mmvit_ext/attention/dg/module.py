@@ -71,8 +71,10 @@ class DynamicGroupAttention(nn.Module):
     def _qkv(self, x):
         B, N, C = x.shape
         d = C // self.num_heads
+        # one copy into (3, B, heads, N, d): the routing and the chunk gathers read q, k and v
+        # by token rows, and on the strided view each of them made its own copy (five of q)
         qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, d).permute(2, 0, 3, 1, 4)
-        return [t.reshape(B * self.num_heads, N, d) for t in qkv]
+        return list(qkv.contiguous().reshape(3, B * self.num_heads, N, d).unbind(0))
 
     def _routing_qk(self, x, q, k):
         """The queries and keys to route with: ``q``, ``k`` themselves in fp32 mode; under
@@ -85,7 +87,7 @@ class DynamicGroupAttention(nn.Module):
             weight = self.qkv.weight[:2 * C].float()
             bias = None if self.qkv.bias is None else self.qkv.bias[:2 * C].float()
             qk = F.linear(x.float(), weight, bias).reshape(B, N, 2, self.num_heads, -1)
-            qk = qk.permute(2, 0, 3, 1, 4).reshape(2, B * self.num_heads, N, -1)
+            qk = qk.permute(2, 0, 3, 1, 4).contiguous().reshape(2, B * self.num_heads, N, -1)
         return qk[0], qk[1]
 
     def routing(self, x: torch.Tensor, q: torch.Tensor, k: torch.Tensor) -> DGRouting:

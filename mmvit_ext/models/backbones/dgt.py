@@ -29,7 +29,7 @@ from ...errors import ConfigValueError
 from ..layers import (DropPath, arch_name, check_common_arguments, check_stage_indices,
                       drop_path_rates, pretrained_to_init_cfg, resolve_arch, vit_init_)
 from ..layers.gelu_bn import gelu_bn
-from ..layers.irffn import irffn_hidden, nchw, nhwc
+from ..layers.irffn import irffn
 from ..registry import MODELS
 from .base import PyramidBackbone, stage_blocks
 
@@ -58,7 +58,7 @@ class IRFFN(nn.Module):
     everything up to ``fc2`` runs as one autograd function that keeps one of the six 4x-wide
     activations and recomputes the rest (element-wise ops, the depthwise conv) in backward
     (``models/layers/irffn.py``, the memory-lean form): the IRFFN had kept 3x the activations
-    of a plain MLP.
+    of a plain MLP. With its BatchNorms in eval mode the last two fold into ``fc2``.
     """
 
     def __init__(self, dims, ratio=4.):
@@ -72,8 +72,7 @@ class IRFFN(nn.Module):
         self.norm3 = nn.BatchNorm2d(dims)
 
     def forward(self, x):  # (B, H, W, C)
-        x = irffn_hidden(x, self.fc1, self.norm1, self.dwconv, self.norm2, self.fc2)
-        return nhwc(self.norm3(nchw(x)))
+        return irffn(x, self.fc1, self.norm1, self.dwconv, self.norm2, self.fc2, self.norm3)
 
 
 class DGTBlock(nn.Module):

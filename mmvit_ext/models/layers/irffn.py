@@ -1,11 +1,20 @@
-"""CMT's inverted-residual FFN (DGT): ``fc1 -> GELU -> BN -> (+ dwconv -> GELU -> BN) -> fc2``.
+"""CMT's inverted-residual FFN (DGT): ``fc1 -> GELU -> BN -> (+ dwconv -> GELU -> BN) -> fc2
+-> BN``.
 
-The ``lean`` form runs the middle as one autograd function that keeps one hidden activation
-(the fc1 output) instead of six, and recomputes the rest in backward (element-wise ops and the
-depthwise conv, 9 MACs an element against fc1's and fc2's 2C): same numbers, same
-running-statistics updates. It applies when the norms are plain
-``nn.BatchNorm2d`` with running statistics (not SyncBatchNorm after
-``convert_sync_batchnorm``); the ``fast`` form runs the same ops one by one.
+Two operators: ``irffn`` (the whole FFN) and ``irffn.hidden`` (everything up to ``fc2``).
+
+``irffn``: with its three BatchNorms in eval mode, the ``fast`` form folds the last two into
+``fc2`` (``BN3(fc2(h + BN2(e)))`` is one ``addcmul`` and one Linear with folded weights: two
+passes over the 4x-wide hidden map and one over the output fewer, the standard inference fold,
+equal up to float rounding); otherwise, and in the ``reference`` and ``lean`` forms, it runs
+``irffn.hidden`` then the last BatchNorm.
+
+``irffn.hidden``: the ``lean`` form runs the middle as one autograd function that keeps one
+hidden activation (the fc1 output) instead of six, and recomputes the rest in backward
+(element-wise ops and the depthwise conv, 9 MACs an element against fc1's and fc2's 2C): same
+numbers, same running-statistics updates. It applies when the norms are plain ``nn.BatchNorm2d``
+with running statistics (not SyncBatchNorm after ``convert_sync_batchnorm``); the ``fast`` form
+runs the same ops one by one.
 """
 import torch
 import torch.nn as nn
@@ -14,7 +23,7 @@ import torch.nn.functional as F
 from ...attention.forms import dispatch, register
 from .bn_parts import bn_apply, bn_forward, count_batch, plain_batchnorm
 
-__all__ = ['irffn_hidden', 'nchw', 'nhwc']
+__all__ = ['irffn', 'irffn_hidden', 'nchw', 'nhwc']
 
 
 def nchw(t):  # (B, H, W, C) -> NCHW view (channels-last memory)
@@ -102,10 +111,10 @@ def irffn_hidden(x: torch.Tensor, fc1: nn.Linear, bn1: nn.BatchNorm2d, dwconv: n
                  bn2: nn.BatchNorm2d, fc2: nn.Linear) -> torch.Tensor:
     """``fc2(h + BN2(GELU(dwconv(h))))`` with ``h = BN1(GELU(fc1(x)))``; ``x``: ``(B, H, W, C)``,
     in the chosen form."""
-    return dispatch('irffn', x, fc1, bn1, dwconv, bn2, fc2)
+    return dispatch('irffn.hidden', x, fc1, bn1, dwconv, bn2, fc2)
 
 
-@register('irffn', 'fast')
+@register('irffn.hidden', 'fast')
 def irffn_hidden_plain(x, fc1, bn1, dwconv, bn2, fc2):
     h = bn1(nchw(F.gelu(fc1(x))))
     h = h + bn2(F.gelu(dwconv(h)))
@@ -122,8 +131,44 @@ def _lean_applies(x, fc1, bn1, dwconv, bn2, fc2):
         p is not None for p in _params(fc1, bn1, dwconv, bn2, fc2))
 
 
-@register('irffn', 'lean', available=_lean_applies)
+@register('irffn.hidden', 'lean', available=_lean_applies)
 def irffn_hidden_lean(x, fc1, bn1, dwconv, bn2, fc2):
     factors = (count_batch(bn1), count_batch(bn2))
     return _IRFFNHiddenFunction.apply(x, *_params(fc1, bn1, dwconv, bn2, fc2),
                                       (bn1, bn2, factors))
+
+
+# ----------------------------------------------------------------------------- the whole FFN
+def irffn(x: torch.Tensor, fc1: nn.Linear, bn1: nn.BatchNorm2d, dwconv: nn.Conv2d,
+          bn2: nn.BatchNorm2d, fc2: nn.Linear, bn3: nn.BatchNorm2d) -> torch.Tensor:
+    """``BN3(irffn_hidden(x, ...))`` on ``(B, H, W, C)`` tokens, in the chosen form."""
+    return dispatch('irffn', x, fc1, bn1, dwconv, bn2, fc2, bn3)
+
+
+@register('irffn', ('fast', 'reference', 'lean'))
+def irffn_layers(x, fc1, bn1, dwconv, bn2, fc2, bn3):
+    return nhwc(bn3(nchw(irffn_hidden(x, fc1, bn1, dwconv, bn2, fc2))))
+
+
+def _folds(x, fc1, bn1, dwconv, bn2, fc2, bn3):
+    """Every BatchNorm a plain one in eval mode (running statistics, affine)."""
+    return all(plain_batchnorm(bn) and not bn.training for bn in (bn1, bn2, bn3)) \
+        and fc2.bias is not None and x.numel() > 0
+
+
+def _scale_shift(bn):
+    """``BN(z) = z * scale + shift`` of an eval-mode BatchNorm, per channel."""
+    scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+    return scale, bn.bias - bn.running_mean * scale
+
+
+@register('irffn', 'fast', name='irffn_folded', available=_folds, priority=1)
+def irffn_folded(x, fc1, bn1, dwconv, bn2, fc2, bn3):
+    h = bn1(nchw(F.gelu(fc1(x))))
+    e = F.gelu(dwconv(h))
+    s2, t2 = _scale_shift(bn2)
+    s3, t3 = _scale_shift(bn3)
+    # BN3(W (h + s2 e + t2) + c) = (s3 W)(h + s2 e) + s3 (W t2 + c) + t3
+    weight = fc2.weight * s3[:, None]
+    bias = s3 * (fc2.weight @ t2 + fc2.bias) + t3
+    return F.linear(nhwc(torch.addcmul(h, e, s2[:, None, None])), weight, bias)
