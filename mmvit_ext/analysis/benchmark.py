@@ -18,7 +18,7 @@ from typing import Callable, Dict, List
 import torch
 
 __all__ = ['measure', 'run_case_in_subprocess', 'format_table', 'saved_activation_bytes',
-           'cpu_name']
+           'cpu_name', 'allocator_setting']
 
 
 def cpu_name() -> str:
@@ -32,6 +32,16 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def allocator_setting() -> str:
+    """The CPU allocator's settings from the environment (glibc's ``MALLOC_*`` variables, a
+    preloaded allocator), for the setting line: on the CPU they change eager times by up to a
+    sixth, and more for models with more large temporaries (docs/en/benchmarks.md)."""
+    import os
+    named = sorted(f'{k}={v}' for k, v in os.environ.items()
+                   if k.startswith('MALLOC_') or k == 'LD_PRELOAD')
+    return ', '.join(named) if named else 'default malloc settings'
 
 
 def _rss_peak_bytes() -> int:

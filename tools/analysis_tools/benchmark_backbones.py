@@ -29,7 +29,8 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 from mmvit_ext.analysis.bench_cases import BACKBONES  # noqa: E402
-from mmvit_ext.analysis.benchmark import format_table, run_case_in_subprocess  # noqa: E402
+from mmvit_ext.analysis.benchmark import (allocator_setting, format_table,  # noqa: E402
+                                          run_case_in_subprocess)
 
 BASELINE = 'swin-t'
 DEFAULT_MODELS = ['dilateformer-t', 'qnavit-t', 'dgt-t', 'sgformer-s', BASELINE]
@@ -142,7 +143,7 @@ def main(argv=None):
     columns = list(dict.fromkeys(c for row in rows for c in row))
     header = (f'{args.device}, batch {args.batch}, {args.shape[0]}x{args.shape[1]}, median of '
               f'{args.steps} steps after {args.warmup} warm-up' +
-              (f', {args.threads} CPU thread(s)' if not cuda else ''))
+              (f', {args.threads} CPU thread(s), {allocator_setting()}' if not cuda else ''))
     print(header)
     table = format_table(rows, columns)
     print(table)
