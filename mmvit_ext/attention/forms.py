@@ -40,7 +40,9 @@ devices or needs an extra package (NATTEN for MSDA on CUDA) registers under ``'f
 higher priority and an ``available`` test, in a file of its own (see
 ``docs/en/architecture.md``). An implementation for ``torch.compile`` alone (QnA's lean form
 that recomputes the compiled core), or one to leave to the compiler (the element-wise recomputes
-that AOTAutograd's partitioner does itself), tests :func:`under_torch_compile` there.
+that AOTAutograd's partitioner does itself), tests :func:`under_torch_compile` there; one whose
+autograd function takes modules (DGT's lean forms) tests :func:`traced_by_this_dynamo`, as
+torch < 2.5's dynamo cannot trace it.
 
 The forms are decided here only: no model file tests whether it is traced, and nothing else
 keeps a mode. Other layers choose a form with :func:`attention_form` (the deployment tools, the
@@ -52,9 +54,11 @@ from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Sequenc
 
 import torch
 
+from ..utils.torch_features import torch_version
+
 __all__ = ['FORMS', 'register', 'dispatch', 'choose', 'attention_form', 'requested_forms',
            'implementations', 'tracing', 'compiling', 'under_torch_compile',
-           'memory_lean_default']
+           'traced_by_this_dynamo', 'memory_lean_default']
 
 FORMS = ('fast', 'reference', 'traceable', 'lean', 'compiled')
 
@@ -168,6 +172,21 @@ def under_torch_compile(*args, **kwargs) -> bool:
     """An ``available`` test (see :func:`register`) for an implementation that only
     ``torch.compile`` should run, such as a lean form recomputing a compiled form."""
     return compiling()
+
+
+# torch < 2.5: dynamo cannot trace an autograd function or checkpoint given non-tensor
+# arguments (torch 2.1.2 breaks the graph there, and in DGT a module's head count then turned
+# symbolic and failed an assertion inside dynamo); 2.5.1 and 2.13 trace them. 2.2-2.4 are not
+# measured and count as old: what runs instead compiles on 2.1
+_OLD_DYNAMO = torch_version() < (2, 5)
+
+
+def traced_by_this_dynamo(*args, **kwargs) -> bool:
+    """An ``available`` test (see :func:`register`) for an implementation whose autograd
+    function or checkpoint takes non-tensor arguments (modules, a routing tuple): false under
+    ``torch.compile`` of a torch older than 2.5, where the operator's next form runs instead
+    (compiled training then keeps what the compiler's partition keeps); true otherwise."""
+    return not (_OLD_DYNAMO and compiling())
 
 
 def _read_memory_lean_env() -> Optional[bool]:

@@ -59,6 +59,28 @@ def test_torch_compile_gets_the_compiled_forms_and_torch_export_the_traceable(mo
     assert choose('qna', *grad_args).form == 'traceable'
 
 
+
+def test_on_an_old_dynamo_the_lean_forms_with_object_arguments_step_aside(monkeypatch):
+    """torch < 2.5's dynamo cannot trace an autograd function or checkpoint given modules or a
+    routing tuple (DGT's lean forms): under its torch.compile the next form runs; eager training
+    and a newer torch keep the lean forms."""
+    from mmvit_ext.attention.dg.routing import DGRouting
+    flat = [t.reshape(-1, *t.shape[-2:]) for t in _qkv(requires_grad=True)]  # (BH, N, d)
+    BH, N = flat[0].shape[:2]
+    routing = DGRouting(torch.zeros(BH, N, dtype=torch.long),
+                        torch.arange(4).expand(BH, 1, 4))
+    args = (*flat, routing, 0.5)
+    monkeypatch.setattr(forms, '_MEMORY_LEAN_ENV', None)
+    monkeypatch.setattr(forms, 'tracing', lambda: True)
+    monkeypatch.setattr(forms, 'compiling', lambda: True)
+    for old, expected in ((False, 'lean'), (True, 'traceable')):
+        monkeypatch.setattr(forms, '_OLD_DYNAMO', old)
+        assert choose('dg.attention', *args).form == expected
+    monkeypatch.setattr(forms, 'tracing', lambda: False)  # eager training, old torch
+    monkeypatch.setattr(forms, 'compiling', lambda: False)
+    assert choose('dg.attention', *args).form == 'lean'
+
+
 def test_a_compiled_qna_layer_runs_the_compiled_form_and_equals_eager():
     from mmvit_ext.attention.qna import QnAAttention, compiled
     calls = []

@@ -94,6 +94,10 @@ def test_compiled_training_runs_the_lean_forms_with_eagers_gradients(family, mon
         model = _one_block_per_stage(family).train()
         run = torch.compile(model, backend='aot_eager_decomp_partition') if compiled else model
         params = list(model.parameters())
+        # compile outside the counting hooks (torch 2.1's AOTAutograd failed on their storage
+        # look-ups while it traced with fake tensors); eager runs once too, for the same
+        # random draws (drop path)
+        run(x)
         saved = saved_activation_bytes(lambda: run(x), params)
         model.zero_grad(set_to_none=True)
         _loss(run(x)).backward()
@@ -107,5 +111,11 @@ def test_compiled_training_runs_the_lean_forms_with_eagers_gradients(family, mon
         assert (a - b).abs().max() <= 1e-4 * scale, ((a - b).abs().max(), scale)
     if family in ('DGT', 'QnAViT'):  # their lean attention and FFN forms keep much less
         plain_saved, _ = saved_and_grads(False, True)
-        assert lean_saved < 0.75 * plain_saved, (lean_saved, plain_saved, eager_saved)
+        if family == 'DGT' and forms._OLD_DYNAMO:
+            # torch < 2.5 (the oldest stack): DGT's lean forms step aside under torch.compile
+            # (their autograd functions take modules), so it compiles at all, keeping what
+            # the compiler's partition keeps
+            assert lean_saved == plain_saved, (lean_saved, plain_saved)
+        else:
+            assert lean_saved < 0.75 * plain_saved, (lean_saved, plain_saved, eager_saved)
     torch._dynamo.reset()

@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ...attention.forms import dispatch, register
+from ...attention.forms import dispatch, register, traced_by_this_dynamo
 from .bn_parts import bn_backward, bn_forward, count_batch, plain_batchnorm
 
 __all__ = ['gelu_bn']
@@ -52,7 +52,7 @@ def gelu_bn_plain(x, bn):
 
 
 def _lean_applies(x, bn):
-    return plain_batchnorm(bn) and x.numel() > 0
+    return traced_by_this_dynamo() and plain_batchnorm(bn) and x.numel() > 0
 
 
 @register('gelu_bn', 'lean', available=_lean_applies)

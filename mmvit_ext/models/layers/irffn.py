@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ...attention.forms import dispatch, register
+from ...attention.forms import dispatch, register, traced_by_this_dynamo
 from .bn_parts import bn_apply, bn_forward, count_batch, plain_batchnorm
 
 __all__ = ['irffn', 'irffn_hidden', 'nchw', 'nhwc']
@@ -127,8 +127,8 @@ def _params(fc1, bn1, dwconv, bn2, fc2):
 
 
 def _lean_applies(x, fc1, bn1, dwconv, bn2, fc2):
-    return plain_batchnorm(bn1) and plain_batchnorm(bn2) and x.numel() > 0 and all(
-        p is not None for p in _params(fc1, bn1, dwconv, bn2, fc2))
+    return (traced_by_this_dynamo() and plain_batchnorm(bn1) and plain_batchnorm(bn2)
+            and x.numel() > 0 and all(p is not None for p in _params(fc1, bn1, dwconv, bn2, fc2)))
 
 
 @register('irffn.hidden', 'lean', available=_lean_applies)
