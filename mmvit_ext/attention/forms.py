@@ -18,8 +18,8 @@ whose fast form tests a size) has implementations registered under a *form*:
     limits the batch. Same values as ``'fast'``.
 ``'compiled'``
     For ``torch.compile`` only, where an operator's traceable form compiles to slow code (QnA's
-    depthwise convolutions); an operator without it compiles its ``'traceable'`` form. Same
-    values as ``'fast'``.
+    depthwise convolutions) or fails on an older compiler (DGT's attention on torch < 2.5); an
+    operator without it compiles its ``'traceable'`` form. Same values as ``'fast'``.
 
 :func:`dispatch` (and :func:`choose`) picks an implementation by one rule:
 
@@ -58,7 +58,7 @@ from ..utils.torch_features import torch_version
 
 __all__ = ['FORMS', 'register', 'dispatch', 'choose', 'attention_form', 'requested_forms',
            'implementations', 'tracing', 'compiling', 'under_torch_compile',
-           'traced_by_this_dynamo', 'memory_lean_default']
+           'traced_by_this_dynamo', 'under_old_torch_compile', 'memory_lean_default']
 
 FORMS = ('fast', 'reference', 'traceable', 'lean', 'compiled')
 
@@ -187,6 +187,13 @@ def traced_by_this_dynamo(*args, **kwargs) -> bool:
     ``torch.compile`` of a torch older than 2.5, where the operator's next form runs instead
     (compiled training then keeps what the compiler's partition keeps); true otherwise."""
     return not (_OLD_DYNAMO and compiling())
+
+
+def under_old_torch_compile(*args, **kwargs) -> bool:
+    """An ``available`` test for a ``'compiled'`` implementation that works around torch <
+    2.5's compiler (DGT's attention: torch 2.1's inductor expects another output layout from
+    the CPU attention kernel than the kernel gives)."""
+    return _OLD_DYNAMO and compiling()
 
 
 def _read_memory_lean_env() -> Optional[bool]:

@@ -177,6 +177,33 @@ def test_symbolic_size_layout_equals_the_reference(n, groups, topk, chunk, monke
     test_fast_equals_dense_masked_reference(n, groups, topk, chunk, lean=False)
 
 
+
+@pytest.mark.parametrize('n,groups,topk,chunk', [(200, 5, 37, 16), (64, 3, 64, 8), (7, 8, 10, 4)])
+def test_explicit_softmax_form_for_old_compilers_equals_the_reference(n, groups, topk, chunk,
+                                                                       monkeypatch):
+    """torch < 2.5 under torch.compile: the products and softmax spelt out (torch 2.1's
+    inductor failed after the fused call), forced here in eager: same values and gradients."""
+    from mmvit_ext.attention import forms
+    from mmvit_ext.attention.dg import grouped
+    monkeypatch.setattr(forms, '_OLD_DYNAMO', True)
+    monkeypatch.setattr(forms, 'compiling', lambda: True)
+    calls = []
+    explicit = grouped._explicit_attention
+    monkeypatch.setattr(grouped, '_explicit_attention',
+                        lambda *a, **kw: calls.append(1) or explicit(*a, **kw))
+    torch.manual_seed(n)
+    m = DynamicGroupAttention(32, 4, groups, topk, chunk_size=chunk).double()
+    x = torch.randn(2, n, 32, dtype=torch.float64, requires_grad=True)
+    with attention_form('compiled'):
+        out = m(x)
+    assert calls == [1]
+    ref = _reference(m, x)
+    assert torch.allclose(out, ref, atol=1e-10)
+    g = torch.randn_like(out)
+    params = [x] + list(m.parameters())
+    for a, b in zip(torch.autograd.grad(out, params, g), torch.autograd.grad(ref, params, g)):
+        assert torch.allclose(a, b, atol=1e-9)
+
 def test_exported_with_a_free_token_count_matches_eager():
     """torch.export with a symbolic token count takes the index-grid layout; one program is
     exact at token counts it was not exported at."""

@@ -8,8 +8,9 @@ is built: memory is ``O(N * k)`` at fixed k. The result does not depend on L.
 
 Forms: ``fast`` chooses L from N and G (:func:`auto_chunk_size`); ``traceable`` uses a length
 that does not depend on N and, for symbolic sizes (``torch.export``, dynamic ``torch.compile``),
-a layout with no reshape that splits a symbolic dimension; ``lean`` (:mod:`.lean`) and
-``reference`` (:mod:`.reference`) are in their own files.
+a layout with no reshape that splits a symbolic dimension; ``compiled``, under torch < 2.5's
+``torch.compile`` only, is ``traceable`` with the attention products and softmax spelt out;
+``lean`` (:mod:`.lean`) and ``reference`` (:mod:`.reference`) are in their own files.
 """
 import math
 from typing import Optional
@@ -17,7 +18,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from ..forms import dispatch, register
+from ..forms import dispatch, register, under_old_torch_compile
 from ..shapes import ceil_div, one_hot
 from .routing import DGRouting
 
@@ -60,14 +61,28 @@ def grouped_attention_traceable(q, k, v, routing, scale, chunk_size=None, dropou
     return _chunked(q, k, v, routing, scale, chunk_size or EXPORT_CHUNK_SIZE, dropout_p)
 
 
-def _chunked(q, k, v, routing, scale, L, dropout_p):
+@register('dg.attention', 'compiled', available=under_old_torch_compile)
+def grouped_attention_explicit_softmax(q, k, v, routing, scale, chunk_size=None, dropout_p=0.):
+    # torch < 2.5 under torch.compile: the traceable form with the products and softmax spelt
+    # out (torch 2.1.2's inductor failed a layout check after the fused attention call)
+    return _chunked(q, k, v, routing, scale, chunk_size or EXPORT_CHUNK_SIZE, dropout_p,
+                    attend=_explicit_attention)
+
+
+def _explicit_attention(q, k, v, dropout_p=0., scale=None):
+    weights = torch.softmax((q * scale) @ k.transpose(-2, -1), dim=-1)
+    if dropout_p > 0:
+        weights = F.dropout(weights, dropout_p)
+    return weights @ v
+
+
+def _chunked(q, k, v, routing, scale, L, dropout_p, attend=F.scaled_dot_product_attention):
     BH, N, d = q.shape
     assign, key_index = routing
     groups, kk = key_index.shape[1:]
     if kk >= k.shape[1]:  # every group sees every key: plain attention, exactly
         # as (1, BH, N, d): the ONNX translation of SDPA takes 4-d inputs only
-        return F.scaled_dot_product_attention(q[None], k[None], v[None], dropout_p=dropout_p,
-                                              scale=scale)[0]
+        return attend(q[None], k[None], v[None], dropout_p=dropout_p, scale=scale)[0]
     with torch.no_grad():
         # a counting sort of the queries by group, without a sort op (exporters lack a stable
         # one): a query's rank in its group is the running count of its group's one-hot column
@@ -87,7 +102,7 @@ def _chunked(q, k, v, routing, scale, L, dropout_p):
         chunk_keys = key_index.gather(1, chunk_group[..., None].expand(-1, -1, kk))
     if _is_symbolic(N):  # outside no_grad: gradients flow through q, k, v
         return _symbolic_layout(q, k, v, slot_of_token, chunk_keys, num_chunks, L, scale,
-                                dropout_p)
+                                dropout_p, attend)
     with torch.no_grad():
         # row indices into the (BH * rows, d) flattened tensors: index_select on rows is much
         # faster on CPU than gather/scatter with an index expanded over d
@@ -103,7 +118,7 @@ def _chunked(q, k, v, routing, scale, L, dropout_p):
     padded = q_rows.index_select(0, token_of_slot).reshape(BH, num_chunks, L, d)
     kc = k.reshape(-1, d).index_select(0, key_rows).reshape(BH, num_chunks, kk, d)
     vc = v.reshape(-1, d).index_select(0, key_rows).reshape(BH, num_chunks, kk, d)
-    out = F.scaled_dot_product_attention(padded, kc, vc, dropout_p=dropout_p, scale=scale)
+    out = attend(padded, kc, vc, dropout_p=dropout_p, scale=scale)
     return out.reshape(-1, d).index_select(0, slot_of_token).reshape(BH, N, d)
 
 
@@ -111,7 +126,8 @@ def _is_symbolic(size) -> bool:
     return isinstance(size, torch.SymInt)
 
 
-def _symbolic_layout(q, k, v, slot_of_token, chunk_keys, num_chunks, L, scale, dropout_p):
+def _symbolic_layout(q, k, v, slot_of_token, chunk_keys, num_chunks, L, scale, dropout_p,
+                     attend=F.scaled_dot_product_attention):
     """The chunked layout for symbolic sizes: the same gathers as batched indexing into
     ``(BH, chunks, L)`` index grids, with no reshape that splits a symbolic dimension. Such a
     split makes the tracer simplify the token count's nested floor divisions with sympy, which
@@ -126,5 +142,5 @@ def _symbolic_layout(q, k, v, slot_of_token, chunk_keys, num_chunks, L, scale, d
             torch.arange(N, device=q.device).expand(BH, N))
     padded = torch.cat([q, q.new_zeros(BH, 1, d)], dim=1)[batch[:, None, None], token_of_slot]
     kc, vc = k[batch[:, None, None], chunk_keys], v[batch[:, None, None], chunk_keys]
-    out = F.scaled_dot_product_attention(padded, kc, vc, dropout_p=dropout_p, scale=scale)
+    out = attend(padded, kc, vc, dropout_p=dropout_p, scale=scale)
     return out[batch[:, None], chunk_of_token, place_of_token]
