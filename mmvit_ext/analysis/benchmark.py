@@ -36,8 +36,8 @@ def cpu_name() -> str:
 
 def allocator_setting() -> str:
     """The CPU allocator's settings from the environment (glibc's ``MALLOC_*`` variables, a
-    preloaded allocator), for the setting line: on the CPU they change eager times by up to a
-    sixth, and more for models with more large temporaries (docs/en/benchmarks.md)."""
+    preloaded allocator), for the setting line: on our CPU they changed a backbone's eager
+    forward time by up to a fifth (docs/en/benchmarks.md, "The CPU allocator")."""
     import os
     named = sorted(f'{k}={v}' for k, v in os.environ.items()
                    if k.startswith('MALLOC_') or k == 'LD_PRELOAD')
