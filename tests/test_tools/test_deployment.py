@@ -88,7 +88,7 @@ def _onnx_outputs_and_ops(path):
 
 @pytest.mark.parametrize('config', [
     *DEMOS.values(), pytest.param(CASCADE_DEMO, marks=pytest.mark.slow)],  # cascade: ~2 min
-    ids=[*sorted(DEMOS), 'cascade'])
+    ids=[*DEMOS, 'cascade'])  # in the order of the values
 def test_end_to_end_detector_with_trained_weights_matches_mmdet(config, trained_checkpoint,
                                                                 tmp_path):
     """The issue's command with trained weights: one graph from pixels to dets / labels / masks,
