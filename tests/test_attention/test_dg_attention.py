@@ -17,6 +17,16 @@ def _reference(m, x):
         return m(x)
 
 
+def _assert_equals_reference(m, x, out):
+    """``out = m(x)`` in some form equals the reference form, values and gradients."""
+    ref = _reference(m, x)
+    assert torch.allclose(out, ref, atol=1e-10)
+    g = torch.randn_like(out)
+    params = [x] + list(m.parameters())
+    for a, b in zip(torch.autograd.grad(out, params, g), torch.autograd.grad(ref, params, g)):
+        assert torch.allclose(a, b, atol=1e-9)
+
+
 @pytest.mark.parametrize('lean', [False, True])  # True: the GPU default, recompute in backward
 @pytest.mark.parametrize('n,groups,topk,chunk', [
     (50, 4, 10, 8), (200, 5, 37, 16), (333, 16, 20, 64), (64, 3, 64, 8),  # k = N: all keys
@@ -29,12 +39,7 @@ def test_fast_equals_dense_masked_reference(n, groups, topk, chunk, lean):
     x = torch.randn(2, n, 32, dtype=torch.float64, requires_grad=True)
     with attention_form('lean' if lean else 'fast'):
         out = m(x)
-    ref = _reference(m, x)
-    assert torch.allclose(out, ref, atol=1e-10)
-    g = torch.randn_like(out)
-    params = [x] + list(m.parameters())
-    for a, b in zip(torch.autograd.grad(out, params, g), torch.autograd.grad(ref, params, g)):
-        assert torch.allclose(a, b, atol=1e-9)
+    _assert_equals_reference(m, x, out)
 
 
 def test_one_group_with_all_keys_is_multi_head_attention():
@@ -197,12 +202,8 @@ def test_explicit_softmax_form_for_old_compilers_equals_the_reference(n, groups,
     with attention_form('compiled'):
         out = m(x)
     assert calls == [1]
-    ref = _reference(m, x)
-    assert torch.allclose(out, ref, atol=1e-10)
-    g = torch.randn_like(out)
-    params = [x] + list(m.parameters())
-    for a, b in zip(torch.autograd.grad(out, params, g), torch.autograd.grad(ref, params, g)):
-        assert torch.allclose(a, b, atol=1e-9)
+    _assert_equals_reference(m, x, out)
+
 
 def test_exported_with_a_free_token_count_matches_eager():
     """torch.export with a symbolic token count takes the index-grid layout; one program is
