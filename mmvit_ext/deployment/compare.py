@@ -1,7 +1,8 @@
 """How an exported or compiled model is compared with eager PyTorch.
 
 - Detectors: final detections, matched one to one (:func:`match_detections`): same label, box
-  IoU >= 0.99, score within 1e-3, mask IoU >= 0.98 at the image size. The verdict.
+  IoU >= 0.99, score within 1e-3, mask IoU >= 0.98 at the image size; an unmatched detection
+  passes only at the score cut or as one half of an NMS near-tie swap. The verdict.
 - Segmentors: the share of pixels with the same label (:func:`label_agreement`), >= 99.9%.
 - Classifiers and backbones: the largest relative difference per output (within ``rtol``), with
   the near-tie rule for models that route tokens (:func:`self_drift`, :func:`near_tie`).
@@ -9,7 +10,7 @@
 Raw output differences (:func:`max_relative_differences`) are also printed for every kind, as
 a diagnostic.
 """
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -114,14 +115,23 @@ def _instances(result) -> Dict[str, np.ndarray]:
     return out
 
 
-def match_detections(got, ref, score_thr: float, max_per_img: int) -> dict:
+def match_detections(got, ref, score_thr: float, max_per_img: int,
+                     nms_iou: Optional[float] = None) -> dict:
     """Pair ``got``'s detections (another runtime's) with ``ref``'s (mmdet's ``model.predict``),
     one to one, highest reference score first: same label, box IoU >= :data:`BOX_IOU`, scores
     within :data:`SCORE_GAP`, masks (at the image size) IoU >= :data:`MASK_IOU`.
 
-    Unmatched detections whose score is within :data:`SCORE_GAP` of a cut (the score threshold,
-    or the lowest kept score when ``max_per_img`` detections were kept) are ``at_cut``: either
-    side may keep them. Any other unmatched detection fails (``ok`` False)."""
+    Two kinds of unmatched detection are forgiven; any other fails (``ok`` False):
+
+    - ``at_cut``: its score is within :data:`SCORE_GAP` of a cut (the score threshold, or the
+      lowest kept score when ``max_per_img`` detections were kept), so either side may keep it;
+    - ``nms_swaps`` (only given ``nms_iou``, the per-class NMS IoU threshold): a missing and an
+      extra detection of one label whose scores are within :data:`SCORE_GAP` and whose boxes
+      overlap each other at least ``nms_iou`` (and below :data:`BOX_IOU`: at that overlap it is
+      one detection whose score or mask moved too far, which fails). NMS keeps only one of two
+      such boxes, and at a near-tie of their scores the summation order decides which: each
+      runtime kept the other.
+    """
     g, r = _instances(got), _instances(ref)
     ious = _box_iou(r['bboxes'].reshape(-1, 4), g['bboxes'].reshape(-1, 4))
     taken = np.zeros(len(g['scores']), dtype=bool)
@@ -150,16 +160,38 @@ def match_detections(got, ref, score_thr: float, max_per_img: int) -> dict:
         if max_per_img > 0 and len(scores) >= max_per_img:
             cut = max(cut, float(scores.min()))
         return scores[i] <= cut + SCORE_GAP
-    failing = [i for i in missing if not at_cut(r['scores'], i)] + \
-        [j for j in extra if not at_cut(g['scores'], j)]
+    swapped = _nms_swaps(r, g, ious, [i for i in missing if not at_cut(r['scores'], i)],
+                         [j for j in extra if not at_cut(g['scores'], j)], nms_iou)
+    failing_missing = [i for i in missing if not at_cut(r['scores'], i) and i not in swapped]
+    failing_extra = [j for j in extra if not at_cut(g['scores'], j) and j not in swapped.values()]
     return dict(matched=len(matched), missing=len(missing), extra=len(extra),
-                at_cut=len(missing) + len(extra) - len(failing), ok=not failing,
+                at_cut=len(missing) + len(extra) - 2 * len(swapped) - len(failing_missing)
+                - len(failing_extra), nms_swaps=len(swapped),
+                ok=not failing_missing and not failing_extra,
                 reference=len(r['scores']), worst_box_iou=worst_box,
                 worst_mask_iou=worst_mask, worst_score_gap=worst_score,
-                failing=[('missing', float(r['scores'][i]), int(r['labels'][i])) for i in missing
-                         if not at_cut(r['scores'], i)]
-                + [('extra', float(g['scores'][j]), int(g['labels'][j])) for j in extra
-                   if not at_cut(g['scores'], j)])
+                failing=[('missing', float(r['scores'][i]), int(r['labels'][i]))
+                         for i in failing_missing]
+                + [('extra', float(g['scores'][j]), int(g['labels'][j])) for j in failing_extra])
+
+
+def _nms_swaps(r, g, ious, missing, extra, nms_iou) -> Dict[int, int]:
+    """{missing reference index: extra index} of the NMS near-tie swaps (see
+    :func:`match_detections`), paired one to one, highest reference score first, each with the
+    extra box that overlaps it most."""
+    pairs: Dict[int, int] = {}
+    if nms_iou is None:
+        return pairs
+    free = list(extra)
+    for i in sorted(missing, key=lambda i: -r['scores'][i]):
+        fits = [j for j in free if g['labels'][j] == r['labels'][i]
+                and abs(g['scores'][j] - r['scores'][i]) <= SCORE_GAP
+                and nms_iou <= ious[i, j] < BOX_IOU]
+        if fits:
+            j = max(fits, key=lambda j: ious[i, j])
+            pairs[i] = j
+            free.remove(j)
+    return pairs
 
 
 def nearest_drift(got, ref) -> Tuple[float, float]:

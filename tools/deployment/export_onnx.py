@@ -22,7 +22,9 @@ sizes (``--check-shape``, repeatable; default H+40 x W-24 and H+64 x W+96), and 
 
 - detector: final detections with mmdet's ``model.predict`` on the same image, in the original
   image's frame: matched by label, box IoU >= 0.99, score within 1e-3, mask IoU >= 0.98;
-  unmatched ones are counted (missing / extra) and fail unless they sit at the score cut;
+  unmatched ones are counted (missing / extra) and fail unless they sit at the score cut or
+  are a missing and an extra box of one label and score that overlap each other beyond the
+  NMS IoU threshold (NMS kept the other of two near-tied boxes);
 - segmentor: the label map with mmseg's ``predict``: >= 99.9% of pixels agree;
 - classifier, backbone: every output within ``--rtol`` (1e-4, relative to its largest value)
   of PyTorch, or, for models that route tokens (SG-Former, DGT), a routing near-tie: PyTorch

@@ -197,10 +197,12 @@ class DetectorTask(Task):
         ref = self.reference_sample(model, pixels, meta)
         names = self.output_names(len(got))
         mine = self.to_sample(dict(zip(names, got)), meta, self.metadata(module))
-        m = match_detections(mine, ref, module.test_cfg.score_thr, module.test_cfg.max_per_img)
+        m = match_detections(mine, ref, module.test_cfg.score_thr, module.test_cfg.max_per_img,
+                             plain_nms_iou(module.test_cfg.nms, 'box head'))
         line = (f'detections at {size} vs mmdet predict: {m["matched"]} matched of '
                 f'{m["reference"]}, {m["missing"]} missing, {m["extra"]} extra '
-                f'({m["at_cut"]} of them at the score cut); worst box IoU '
+                f'({m["at_cut"]} of them at the score cut, {m["nms_swaps"]} pairs swapped at '
+                f'an NMS near-tie); worst box IoU '
                 f'{m["worst_box_iou"]:.4f}, mask IoU {m["worst_mask_iou"]:.4f}, score gap '
                 f'{m["worst_score_gap"]:.1e}')
         return dict(ok=m['ok'], line=line, raw=raw, match=m, size=size)
