@@ -39,10 +39,16 @@ available implementation with the highest priority wins: a backend that runs onl
 devices or needs an extra package (NATTEN for MSDA on CUDA) registers under ``'fast'`` with a
 higher priority and an ``available`` test, in a file of its own (see
 ``docs/en/architecture.md``). An implementation for ``torch.compile`` alone (QnA's lean form
-that recomputes the compiled core), or one to leave to the compiler (the element-wise recomputes
-that AOTAutograd's partitioner does itself), tests :func:`under_torch_compile` there; one whose
+that recomputes the compiled core) tests :func:`under_torch_compile` there; one whose
 autograd function takes modules (DGT's lean forms) tests :func:`traced_by_this_dynamo`, as
 torch < 2.5's dynamo cannot trace it.
+
+Under ``torch.compile`` a lean form's custom autograd function does not decide what is kept:
+AOTAutograd traces it into one joint graph, and its partitioner chooses the saved tensors
+itself (an MLP's hidden activation both before and after the GELU: it does not recompute a
+result the backward must materialise anyway). A checkpointed region is one it must recompute.
+So an operator whose eager lean form is such a function also registers its plain form as a
+checkpointed region, for ``torch.compile`` on torch >= 2.5 (:func:`register_checkpointed_lean`).
 
 The forms are decided here only: no model file tests whether it is traced, and nothing else
 keeps a mode. Other layers choose a form with :func:`attention_form` (the deployment tools, the
@@ -53,12 +59,14 @@ import os
 from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
+from torch.utils.checkpoint import checkpoint
 
 from ..utils.torch_features import torch_version
 
 __all__ = ['FORMS', 'register', 'dispatch', 'choose', 'attention_form', 'requested_forms',
            'implementations', 'tracing', 'compiling', 'under_torch_compile',
-           'traced_by_this_dynamo', 'under_old_torch_compile', 'memory_lean_default']
+           'traced_by_this_dynamo', 'under_old_torch_compile', 'under_new_torch_compile',
+           'register_checkpointed_lean', 'memory_lean_default']
 
 FORMS = ('fast', 'reference', 'traceable', 'lean', 'compiled')
 
@@ -194,6 +202,30 @@ def under_old_torch_compile(*args, **kwargs) -> bool:
     2.5's compiler (DGT's attention: torch 2.1's inductor expects another output layout from
     the CPU attention kernel than the kernel gives)."""
     return _OLD_DYNAMO and compiling()
+
+
+def under_new_torch_compile(*args, **kwargs) -> bool:
+    """An ``available`` test for an implementation for ``torch.compile`` of torch >= 2.5 only
+    (a checkpointed region given modules, see :func:`register_checkpointed_lean`)."""
+    return compiling() and not _OLD_DYNAMO
+
+
+def register_checkpointed_lean(op: str, plain: Callable, applies: Callable) -> Callable:
+    """Register ``plain`` (``op``'s fast form, run on the same arguments) as a checkpointed
+    region, ``op``'s lean form under ``torch.compile`` of torch >= 2.5 where ``applies(*args)``
+    (the eager lean form's test). Its partitioner then keeps the region's inputs and recomputes
+    the rest, as the eager lean form does (see the module doc). -> the registered function."""
+
+    def available(*args, **kwargs):
+        return under_new_torch_compile() and applies(*args, **kwargs)
+
+    def checkpointed(*args):
+        # no random op inside these forms: the RNG state need not be saved and restored
+        return checkpoint(plain, *args, use_reentrant=False, preserve_rng_state=False)
+
+    checkpointed.__name__ = checkpointed.__qualname__ = f'{plain.__name__}_checkpointed'
+    register(op, 'lean', available=available, priority=1)(checkpointed)
+    return checkpointed
 
 
 def _read_memory_lean_env() -> Optional[bool]:

@@ -79,10 +79,10 @@ def test_recompiles_only_when_the_size_or_grad_mode_changes(family):
     'DGT', 'QnAViT',  # the lean attention forms; the other two (lean MLPs only) are opt-in
     *(pytest.param(f, marks=pytest.mark.slow) for f in ('DilateFormer', 'SGFormer'))])
 def test_compiled_training_runs_the_lean_forms_with_eagers_gradients(family, monkeypatch):
-    """Under torch.compile, training keeps what the memory-lean forms keep, not what the
-    compiler's partition of the plain forms would (``aot_eager_decomp_partition``: AOTAutograd's
-    decompositions and min-cut partition, as inductor, without its C++ build), and gets eager's
-    gradients."""
+    """Under torch.compile, training keeps what the memory-lean forms keep (at most 1.1x eager
+    training's, on torch >= 2.5), not what the compiler's partition of the plain forms would
+    (``aot_eager_decomp_partition``: AOTAutograd's decompositions and min-cut partition, as
+    inductor, without its C++ build), and gets eager's gradients."""
     from mmvit_ext.analysis.benchmark import saved_activation_bytes
     from mmvit_ext.attention import forms
     x = torch.randn(1, 3, 64, 96)
@@ -109,6 +109,8 @@ def test_compiled_training_runs_the_lean_forms_with_eagers_gradients(family, mon
     scale = max(b.abs().max() for b in eager_grads)
     for a, b in zip(lean_grads, eager_grads):  # float rounding of the decompositions only
         assert (a - b).abs().max() <= 1e-4 * scale, ((a - b).abs().max(), scale)
+    if not forms._OLD_DYNAMO:  # what eager training keeps (DGT's partition: 5% more here)
+        assert lean_saved <= 1.1 * eager_saved, (lean_saved, eager_saved)
     if family in ('DGT', 'QnAViT'):  # their lean attention and FFN forms keep much less
         plain_saved, _ = saved_and_grads(False, True)
         if family == 'DGT' and forms._OLD_DYNAMO:

@@ -152,20 +152,68 @@ def test_frozen_weights_get_no_gradient_and_the_input_gets_the_same(name):
     assert all(p.grad is None for m in modules for p in m.parameters())
 
 
-def test_under_torch_compile_the_partitioner_does_the_pointwise_recompute(monkeypatch):
-    """The GELU and LayerNorm recomputes are left to AOTAutograd under torch.compile (their
-    custom functions only cost time there); the conv ones stay lean."""
+@pytest.mark.parametrize('name', ALL)
+def test_compiled_training_keeps_what_the_eager_lean_form_keeps(name, monkeypatch):
+    """torch.compile traces a lean form's custom function into its joint graph, and its
+    partitioner then chooses what to keep: the plain modules' activations (an MLP's hidden one
+    before and after the GELU). Under torch.compile (torch >= 2.5) the lean forms run as
+    checkpointed regions, which it must recompute: compiled training keeps no more than eager's
+    lean form, less than the compiled modules, with eager's gradients
+    (``aot_eager_decomp_partition``: AOTAutograd's decompositions and min-cut partition, as
+    inductor, without its C++ build). On torch < 2.5 the conv pieces' custom functions run there
+    and keep what they save; the GELU and LayerNorm pairs run as modules."""
+    from mmvit_ext.attention import forms
+    fn, modules, shape = _cases()[name]
+    params = [p for m in modules for p in m.parameters()]
+    x = torch.randn(shape, requires_grad=True)
+    g = torch.randn_like(fn(x, modules))
+    with attention_form('lean'):
+        kept_eager = saved_activation_bytes(lambda: fn(x, modules), params)
+        grads_eager = _grads(fn, x, modules, g)[1]
+
+    def compiled_run(lean):
+        monkeypatch.setattr(forms, '_MEMORY_LEAN_ENV', lean)  # None: the default, False: off
+        torch._dynamo.reset()
+        run = torch.compile(lambda x: fn(x, modules), backend='aot_eager_decomp_partition')
+        run(x)  # compile outside the counting hooks
+        return saved_activation_bytes(lambda: run(x), params), \
+            _grads(lambda x, _: run(x), x, modules, g)[1]
+
+    kept, grads = compiled_run(None)
+    kept_plain, _ = compiled_run(False)
+    torch._dynamo.reset()
+    for a, b in zip(grads, grads_eager):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-6), name
+    if forms._OLD_DYNAMO and name in ('gelu_linear', 'layer_norm_linear'):
+        assert kept == kept_plain > kept_eager, (kept, kept_plain, kept_eager)  # the modules
+    else:  # torch 2.1's compiled custom functions (the conv pieces) keep what they save
+        assert kept <= kept_eager < kept_plain, (kept, kept_eager, kept_plain)
+
+
+def test_the_seam_chooses_the_checkpointed_lean_forms_under_torch_compile(monkeypatch):
+    """Under torch.compile of torch >= 2.5 every lean MLP piece runs as a checkpointed region;
+    on an older torch the GELU and LayerNorm pairs run as modules and the conv ones as their
+    custom functions; under torch.export the fast forms run."""
     from mmvit_ext.attention import forms
     cases = _cases()
     monkeypatch.setattr(forms, 'tracing', lambda: True)
     monkeypatch.setattr(forms, 'compiling', lambda: True)
     monkeypatch.setattr(forms, '_MEMORY_LEAN_ENV', None)
-    for name in ALL:
-        _, modules, shape = cases[name]
-        x = torch.randn(*shape, requires_grad=True)
-        args = (x, (3, 5), *modules) if name == 'conv_gelu_linear' else (x, *modules)
-        expected = 'fast' if name in ('gelu_linear', 'layer_norm_linear') else 'lean'
-        assert choose(name, *args).form == expected, name
+    for old in (False, True):
+        monkeypatch.setattr(forms, '_OLD_DYNAMO', old)
+        for name in ALL:
+            _, modules, shape = cases[name]
+            x = torch.randn(*shape, requires_grad=True)
+            args = (x, (3, 5), *modules) if name == 'conv_gelu_linear' else (x, *modules)
+            chosen = choose(name, *args)
+            if not old:
+                assert (chosen.form, chosen.name) == ('lean', f'{name}_plain_checkpointed') \
+                    or (name, chosen.name) == ('layer_norm_linear',
+                                               'layer_norm_linear_lean_compiled'), chosen
+            elif name in ('gelu_linear', 'layer_norm_linear'):
+                assert chosen.form == 'fast', chosen
+            else:
+                assert (chosen.form, chosen.name) == ('lean', f'{name}_lean'), chosen
     monkeypatch.setattr(forms, 'compiling', lambda: False)  # torch.export: traceable, else fast
     assert choose('gelu_linear', x.new_zeros(2, 7, 12).requires_grad_(),
                   *cases['gelu_linear'][1]).form == 'fast'

@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-from ...attention.forms import dispatch, register
+from ...attention.forms import dispatch, register, register_checkpointed_lean
 from ...attention.sg import conv_on_tokens
 from .gelu_linear import hooked
 
@@ -100,3 +100,7 @@ def conv_gelu_linear_lean(h, hw, conv, act, fc):
     conv_args = (conv.stride, conv.padding, conv.dilation, conv.groups)
     return _ConvGeluLinearFunction.apply(h, conv.weight, conv.bias, fc.weight, fc.bias,
                                          tuple(hw), conv_args, act.approximate)
+
+
+# under torch.compile: the plain form as a checkpointed region (see the seam's module doc)
+register_checkpointed_lean('conv_gelu_linear', conv_gelu_linear_plain, _lean_applies)

@@ -11,7 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-from ...attention.forms import dispatch, register
+from ...attention.forms import dispatch, register, register_checkpointed_lean
 from .gelu_linear import hooked
 
 __all__ = ['gelu_conv']
@@ -66,3 +66,7 @@ def _lean_applies(x, act, conv):
 def gelu_conv_lean(x, act, conv):
     conv_args = (conv.stride, conv.padding, conv.dilation, conv.groups)
     return _GeluConvFunction.apply(x, conv.weight, conv.bias, conv_args, act.approximate)
+
+
+# under torch.compile: the plain form as a checkpointed region (see the seam's module doc)
+register_checkpointed_lean('gelu_conv', gelu_conv_plain, _lean_applies)

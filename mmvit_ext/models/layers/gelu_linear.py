@@ -4,15 +4,23 @@ The module pair keeps both ``h`` (for GELU's backward) and ``GELU(h)`` (for the 
 gradient), two hidden-width activations. The ``lean`` form keeps ``h`` alone and recomputes the
 GELU in backward (one element-wise pass, against the Linear's 2C MACs an element): same numbers
 in fp32, the same dtypes under autocast. It applies to a plain ``nn.GELU`` and ``nn.Linear``
-with no hooks of their own (a hook sees the modules run, so they run), and not under
-``torch.compile``, whose partitioner recomputes the GELU itself; ``fast`` runs the two modules.
+with no hooks of their own (a hook sees the modules run, so they run); ``fast`` runs the two
+modules.
+
+Two implementations of the lean form. Eager runs a custom autograd function. ``torch.compile``
+traces such a function into its joint graph, and its partitioner then keeps what it chooses,
+which was both ``h`` and ``GELU(h)``: it does not recompute a pointwise result that the backward
+has to materialise anyway (for the weight gradient). So under ``torch.compile`` (torch >= 2.5)
+the pair runs as a checkpointed region, which the partitioner must recompute: it keeps ``h``
+alone, as eager does.
 """
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-from ...attention.forms import dispatch, register, under_torch_compile
+from ...attention.forms import (dispatch, register, register_checkpointed_lean,
+                                under_torch_compile)
 
 __all__ = ['gelu_linear']
 
@@ -62,14 +70,19 @@ def hooked(module: nn.Module) -> bool:
                 or getattr(module, '_backward_hooks', None))
 
 
+def _plain_pair(h, act, fc):
+    return type(act) is nn.GELU and type(fc) is nn.Linear and not hooked(act) \
+        and not hooked(fc) and h.numel() > 0
+
+
 def _lean_applies(h, act, fc):
-    # Not under torch.compile: AOTAutograd's partitioner recomputes the GELU itself, and the
-    # custom function only cost time there (QnA-ViT-T 256x256: 495 against 425 ms a compiled
-    # step, 112 MB kept either way)
-    return (not under_torch_compile() and type(act) is nn.GELU and type(fc) is nn.Linear
-            and not hooked(act) and not hooked(fc) and h.numel() > 0)
+    return not under_torch_compile() and _plain_pair(h, act, fc)
 
 
 @register('gelu_linear', 'lean', available=_lean_applies)
 def gelu_linear_lean(h, act, fc):
     return _GeluLinearFunction.apply(h, fc.weight, fc.bias, act.approximate)
+
+
+# under torch.compile: the plain pair as a checkpointed region (see the module doc)
+register_checkpointed_lean('gelu_linear', gelu_linear_plain, _plain_pair)

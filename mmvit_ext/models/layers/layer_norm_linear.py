@@ -4,16 +4,24 @@ The module pair keeps ``x`` (for the norm's backward) and ``norm(x)`` (for the L
 gradient). The ``lean`` form keeps ``x`` and the per-token mean and inverse deviation, and
 recomputes the normalised tokens in backward (one pass over ``x``, against the Linear's 4C MACs
 a token): same numbers. It applies to a plain ``nn.LayerNorm`` and ``nn.Linear`` with no hooks of
-their own, outside autocast (whose LayerNorm casting this form does not reproduce) and outside
-``torch.compile`` (whose partitioner recomputes the normalisation itself); ``fast`` runs the two
-modules.
+their own; ``fast`` runs the two modules.
+
+Two implementations of the lean form. Eager runs a custom autograd function, outside autocast
+(whose LayerNorm casting it does not reproduce). Under ``torch.compile`` (torch >= 2.5) the
+partitioner would choose for itself what that function keeps (``x``, the statistics and
+``norm(x)``), so there the norm runs as a checkpointed region, which the partitioner must
+recompute, and the Linear after it: ``x`` alone is kept (the statistics are recomputed too), and
+autocast is replayed as it was. Only the norm is in the region: with the Linear in it, the
+partitioner recomputed the Linear's matmul as well, since the MLP's GELU needs its output.
 """
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
+from torch.utils.checkpoint import checkpoint
 
-from ...attention.forms import dispatch, register, under_torch_compile
+from ...attention.forms import (dispatch, register, under_new_torch_compile,
+                                under_torch_compile)
 from ...attention.shapes import autocast_dtype
 from .gelu_linear import hooked
 
@@ -56,15 +64,26 @@ def layer_norm_linear_plain(x, norm, fc):
     return fc(norm(x))
 
 
+def _plain_pair(x, norm, fc):
+    return type(norm) is nn.LayerNorm and type(fc) is nn.Linear and not hooked(norm) \
+        and not hooked(fc) and x.numel() > 0
+
+
 def _lean_applies(x, norm, fc):
-    # not under torch.compile, whose partitioner recomputes the normalisation itself (the
-    # custom function cost QnA-ViT-T 30 ms of a 495 ms compiled step at 256x256, same memory)
-    return (not under_torch_compile() and type(norm) is nn.LayerNorm and type(fc) is nn.Linear
-            and not hooked(norm) and not hooked(fc) and x.numel() > 0
+    return (not under_torch_compile() and _plain_pair(x, norm, fc)
             and autocast_dtype(x.device.type) is None)
+
+
+def _compiled_lean_applies(x, norm, fc):
+    return under_new_torch_compile() and _plain_pair(x, norm, fc)
 
 
 @register('layer_norm_linear', 'lean', available=_lean_applies)
 def layer_norm_linear_lean(x, norm, fc):
     return _LayerNormLinearFunction.apply(x, norm.weight, norm.bias, fc.weight, fc.bias,
                                           list(norm.normalized_shape), norm.eps)
+
+
+@register('layer_norm_linear', 'lean', available=_compiled_lean_applies, priority=1)
+def layer_norm_linear_lean_compiled(x, norm, fc):
+    return fc(checkpoint(norm, x, use_reentrant=False, preserve_rng_state=False))
