@@ -234,6 +234,9 @@ def test_automatic_chunk_length_changes_layout_not_result():
     from mmvit_ext.attention.dg import auto_chunk_size
     assert auto_chunk_size(67200, 16) == 256 and auto_chunk_size(16800, 8) == 128
     assert auto_chunk_size(1050, 4) == 64 and auto_chunk_size(50, 8) == 64
+    # the nearest power of two on a log scale: sqrt(8 N / G) = 2^6.5 and 2^7.5 at N = 1024 G
+    # and 4096 G, compared as whole numbers (a traced size: no float of it, no log)
+    assert [auto_chunk_size(n, 4) for n in (4096, 4097, 16383, 16384)] == [64, 128, 128, 256]
     torch.manual_seed(0)
     q, k, v = (torch.randn(2, 3000, 8, dtype=torch.float64) for _ in range(3))
     routing = DGRouting(kmeans_groups(q, 4, 2), None)

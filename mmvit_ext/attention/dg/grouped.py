@@ -12,7 +12,6 @@ a layout with no reshape that splits a symbolic dimension; ``compiled``, under t
 ``torch.compile`` only, is ``traceable`` with the attention products and softmax spelt out;
 ``lean`` (:mod:`.lean`) and ``reference`` (:mod:`.reference`) are in their own files.
 """
-import math
 from typing import Optional
 
 import torch
@@ -34,9 +33,16 @@ def auto_chunk_size(num_tokens: int, num_groups: int) -> int:
     and a group wastes L / 2 padded queries on average: ``G L / 2 + c 2N / L`` (c: the cost of a
     copied element relative to a product) is smallest at ``L = sqrt(4 c N / G)``, taken with
     c = 2. 64 at the token counts of 224-512 inputs, 128-256 at detection sizes.
+
+    Nearest on a log scale: the boundaries are the geometric means, ``sqrt(8 N / G) = 2^6.5``
+    and ``2^7.5``, i.e. ``N = 1024 G`` and ``4096 G``. Compared as whole numbers, so a traced
+    size is guarded by its branch only: torch 2.5's dynamo broke the graph at a ``math.log2``
+    of a symbolic size, and then compiled again at every new input size.
     """
-    target = math.sqrt(8 * int(num_tokens) / max(int(num_groups), 1))  # int(): traced sizes
-    return int(min(256, max(64, 2**round(math.log2(max(target, 1.))))))
+    groups = max(num_groups, 1)
+    if num_tokens <= 1024 * groups:  # (at a boundary, as round() of the log did)
+        return 64
+    return 128 if num_tokens < 4096 * groups else 256
 
 
 def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, routing: DGRouting,
