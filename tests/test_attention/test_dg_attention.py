@@ -182,10 +182,9 @@ def test_symbolic_size_layout_equals_the_reference(n, groups, topk, chunk, monke
     test_fast_equals_dense_masked_reference(n, groups, topk, chunk, lean=False)
 
 
-
 @pytest.mark.parametrize('n,groups,topk,chunk', [(200, 5, 37, 16), (64, 3, 64, 8), (7, 8, 10, 4)])
 def test_explicit_softmax_form_for_old_compilers_equals_the_reference(n, groups, topk, chunk,
-                                                                       monkeypatch):
+                                                                      monkeypatch):
     """torch < 2.5 under torch.compile: the products and softmax spelt out (torch 2.1's
     inductor failed after the fused call), forced here in eager: same values and gradients."""
     from mmvit_ext.attention import forms

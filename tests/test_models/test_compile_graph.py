@@ -5,8 +5,8 @@ Dynamo alone (``torch._dynamo.explain`` and a counting backend, no inductor buil
 family with one block per stage: each block kind is traced (the graph-break count: 2 s a family;
 the recompile count, opt-in with ``-m slow``: 20-27 s). Compiled training runs the memory-lean
 forms and gets eager's gradients (AOTAutograd's partition without inductor's C++ build: 12 s a
-family). The T and S variants repeat the same blocks. Inductor's own run (parity with eager) is the opt-in
-``-m slow`` check in tests/test_tools/test_deployment.py.
+family). The T and S variants repeat the same blocks. Inductor's own run (parity with eager)
+is the opt-in ``-m slow`` check in tests/test_tools/test_deployment.py.
 """
 import pytest
 import torch
@@ -72,7 +72,6 @@ def test_recompiles_only_when_the_size_or_grad_mode_changes(family):
             seen.append(counter.frame_count - frames[-1])
     assert seen[0] == seen[1] >= 1 and seen[2] == seen[3] == seen[4] <= 2, seen
     torch._dynamo.reset()
-
 
 
 @pytest.mark.parametrize('family', [

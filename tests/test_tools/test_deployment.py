@@ -72,8 +72,9 @@ def _assert_detections_match(out, sizes):
 
 @pytest.mark.parametrize('family', sorted(DEMOS))
 def test_backbone_exports_with_free_size_and_matches_pytorch(family, tmp_path):
-    code, out = _export([DEMOS[family], '--backbone', '--image', 'noise', '--runs', '0', '--shape', '128', '160',
-                         '--dynamic', '--check-shape', '96', '128'], tmp_path)
+    code, out = _export([DEMOS[family], '--backbone', '--image', 'noise', '--runs', '0',
+                         '--shape', '128', '160', '--dynamic', '--check-shape', '96', '128'],
+                        tmp_path)
     assert code == 0, out[-3000:]
     assert f'({family} backbone, torchscript exporter, opset 17, dynamic size;' in out
     _assert_matches(out, family, ['128x160', '96x128'])

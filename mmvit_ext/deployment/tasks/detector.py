@@ -30,8 +30,8 @@ class DetectorEnd2End(nn.Module):
         self.task = TASK
         from mmdet.models.roi_heads import CascadeRoIHead, StandardRoIHead
         head = getattr(model, 'roi_head', None)
-        if getattr(model, 'rpn_head', None) is None or type(head) not in (StandardRoIHead,
-                                                                           CascadeRoIHead):
+        if getattr(model, 'rpn_head', None) is None or \
+                type(head) not in (StandardRoIHead, CascadeRoIHead):
             what = type(head or model).__name__
             raise NotImplementedError(f'detector export covers two-stage detectors with an RPN '
                                       f'and StandardRoIHead / CascadeRoIHead (Mask R-CNN, '
