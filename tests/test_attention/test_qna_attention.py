@@ -40,7 +40,9 @@ def test_fast_matches_reference_in_output_and_gradient(hw, k, stride, form):
     g = torch.randn_like(fast)
     params = [x] + list(m.parameters())
     for a, b in zip(torch.autograd.grad(fast, params, g), torch.autograd.grad(ref, params, g)):
-        assert torch.allclose(a, b, atol=1e-5)
+        # relative to the gradient's scale: the query's sums over every position and window
+        # (largest ~26) differ by 2.2e-5 in float32 on an AMD EPYC with torch 2.1.2
+        assert torch.allclose(a, b, atol=1e-5 * max(1., float(b.abs().max())))
 
 
 def test_every_registered_implementation_matches_the_reference():
