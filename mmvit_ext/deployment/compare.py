@@ -160,14 +160,15 @@ def match_detections(got, ref, score_thr: float, max_per_img: int,
         if max_per_img > 0 and len(scores) >= max_per_img:
             cut = max(cut, float(scores.min()))
         return scores[i] <= cut + SCORE_GAP
-    swapped = _nms_swaps(r, g, ious, [i for i in missing if not at_cut(r['scores'], i)],
-                         [j for j in extra if not at_cut(g['scores'], j)], nms_iou)
-    failing_missing = [i for i in missing if not at_cut(r['scores'], i) and i not in swapped]
-    failing_extra = [j for j in extra if not at_cut(g['scores'], j) and j not in swapped.values()]
+    # unmatched and not at a cut: forgiven only as NMS swaps
+    missing_off = [i for i in missing if not at_cut(r['scores'], i)]
+    extra_off = [j for j in extra if not at_cut(g['scores'], j)]
+    swapped = _nms_swaps(r, g, ious, missing_off, extra_off, nms_iou)
+    failing_missing = [i for i in missing_off if i not in swapped]
+    failing_extra = [j for j in extra_off if j not in swapped.values()]
     return dict(matched=len(matched), missing=len(missing), extra=len(extra),
-                at_cut=len(missing) + len(extra) - 2 * len(swapped) - len(failing_missing)
-                - len(failing_extra), nms_swaps=len(swapped),
-                ok=not failing_missing and not failing_extra,
+                at_cut=len(missing) - len(missing_off) + len(extra) - len(extra_off),
+                nms_swaps=len(swapped), ok=not failing_missing and not failing_extra,
                 reference=len(r['scores']), worst_box_iou=worst_box,
                 worst_mask_iou=worst_mask, worst_score_gap=worst_score,
                 failing=[('missing', float(r['scores'][i]), int(r['labels'][i]))
